@@ -1,0 +1,118 @@
+/**
+ * Engine state for the current thread: the default backend, grad mode and `tidy` scopes.
+ */
+import type { Backend } from '../backend/backend.js';
+import type { GradNode } from './autograd.js';
+import type { Tensor } from './tensor.js';
+
+let backend: Backend | null = null;
+let gradEnabled = true;
+
+interface Scope {
+  tensors: Tensor[];
+  nodes: GradNode[];
+  kept: Tensor[];
+}
+const scopes: Scope[] = [];
+
+/** Make `b` the backend new tensors are created on. */
+export function setBackend(b: Backend): void {
+  backend = b;
+}
+
+export function currentBackend(): Backend {
+  if (backend === null) throw new Error('no backend selected: call setBackend(await createBackend()) first');
+  return backend;
+}
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Run fn without recording autograd nodes (inference, optimizer updates). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+/** Called by every Tensor constructor: the innermost scope owns it. */
+export function track(t: Tensor): void {
+  const s = scopes[scopes.length - 1];
+  if (s) s.tensors.push(t);
+}
+
+/** Called when a node is recorded, so that an abandoned graph is released with its scope. */
+export function trackNode(n: GradNode): void {
+  const s = scopes[scopes.length - 1];
+  if (s) s.nodes.push(n);
+}
+
+/** Keep t alive past the current tidy scope, as if fn had returned it. */
+export function keep<T extends Tensor>(t: T): T {
+  const s = scopes[scopes.length - 1];
+  if (s) s.kept.push(t);
+  return t;
+}
+
+/**
+ * Run fn; dispose every tensor it created except those in its result (searched through arrays
+ * and plain objects) and those passed to keep(). Graph nodes created in fn that no surviving
+ * tensor can reach are released, so a forward pass without backward leaks nothing.
+ */
+export function tidy<T>(fn: () => T): T {
+  const scope: Scope = { tensors: [], nodes: [], kept: [] };
+  scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    scopes.pop();
+    for (const n of scope.nodes) n.release();
+    for (const t of scope.tensors) t.dispose();
+    throw e;
+  }
+  scopes.pop();
+  const survivors = new Set<Tensor>(scope.kept);
+  collect(result, survivors, 0);
+  const outer = scopes[scopes.length - 1];
+  // Nodes reachable from survivors (or from survivors' graphs) stay alive.
+  const reachable = new Set<GradNode>();
+  const stack: GradNode[] = [];
+  for (const t of survivors) if (t.node) stack.push(t.node);
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (reachable.has(n)) continue;
+    reachable.add(n);
+    for (const i of n.inputs) if (i.node) stack.push(i.node);
+  }
+  for (const n of scope.nodes) {
+    if (reachable.has(n)) outer?.nodes.push(n);
+    else n.release();
+  }
+  for (const t of scope.tensors) {
+    if (survivors.has(t)) outer?.tensors.push(t);
+    else t.dispose();
+  }
+  // A kept tensor created in an outer scope stays owned there; one created here moved out above.
+  return result;
+}
+
+function collect(v: unknown, out: Set<Tensor>, depth: number): void {
+  if (v === null || typeof v !== 'object' || depth > 8) return;
+  if (isTensor(v)) {
+    out.add(v);
+    return;
+  }
+  if (Array.isArray(v)) for (const x of v) collect(x, out, depth + 1);
+  else if (v instanceof Map) for (const x of v.values()) collect(x, out, depth + 1);
+  else if (Object.getPrototypeOf(v) === Object.prototype) for (const x of Object.values(v)) collect(x, out, depth + 1);
+}
+
+function isTensor(v: object): v is Tensor {
+  return 'shape' in v && 'dtype' in v && 'node' in v && typeof (v as Tensor).dispose === 'function';
+}

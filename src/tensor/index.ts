@@ -1,0 +1,12 @@
+/** The tensor engine: Tensor, autograd, ops. */
+export { Tensor, Storage, ShapeError, TensorError, empty, numel, type DType } from './tensor.js';
+export { setBackend, currentBackend, noGrad, tidy, keep, isGradEnabled } from './engine.js';
+export { backward, GradNode, needsGrad } from './autograd.js';
+export { Rng } from './random.js';
+export * from './ops/create.js';
+export * from './ops/elementwise.js';
+export * from './ops/linalg.js';
+export * from './ops/nn.js';
+export * from './ops/indexing.js';
+export * from './ops/reduce.js';
+export { sliceRows, concatRows, reshape } from './ops/shape.js';

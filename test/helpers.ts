@@ -1,0 +1,66 @@
+/** Shared test helpers: the backends every op test runs on, comparisons, finite differences. */
+import assert from 'node:assert/strict';
+import type { Backend } from '../src/backend/backend.js';
+import { createBackend } from '../src/backend/index.js';
+import { JsBackend } from '../src/backend/js/index.js';
+
+export interface BackendCase {
+  label: string;
+  create: () => Promise<Backend>;
+}
+
+/** js (the reference), wasm with 1 and 2 threads, native when it is built. */
+export function allBackends(): BackendCase[] {
+  const cases: BackendCase[] = [
+    { label: 'js', create: async () => new JsBackend() },
+    { label: 'wasm/1', create: () => createBackend({ name: 'wasm', threads: 1 }) },
+    { label: 'wasm/2', create: () => createBackend({ name: 'wasm', threads: 2 }) },
+  ];
+  if (process.env.SKYMOE_TEST_NATIVE !== '0') {
+    cases.push({ label: 'native/2', create: () => createBackend({ name: 'native', threads: 2 }) });
+  }
+  return cases;
+}
+
+/** Create a backend, or undefined when it is not available on this machine (native unbuilt). */
+export async function tryCreate(c: BackendCase): Promise<Backend | undefined> {
+  try {
+    return await c.create();
+  } catch (e) {
+    if (c.label.startsWith('native') && /not built|not available/.test(String(e))) return undefined;
+    throw e;
+  }
+}
+
+/** Deterministic pseudo-random floats in [-1, 1). */
+export function randomArray(n: number, seed: number, scale = 1): Float32Array {
+  let s = seed >>> 0 || 1;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    out[i] = ((s / 4294967296) * 2 - 1) * scale;
+  }
+  return out;
+}
+
+/** |a - b| <= atol + rtol * |b| elementwise, with a message naming the first bad index. */
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, rtol = 1e-4, atol = 1e-5): void {
+  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length}`);
+  let worst = -1;
+  let worstErr = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i]!, e = expected[i]!;
+    if (Number.isNaN(a) !== Number.isNaN(e)) assert.fail(`${what}: NaN mismatch at ${i}: ${a} vs ${e}`);
+    if (!Number.isFinite(e) && a === e) continue;
+    const err = Math.abs(a - e) - (atol + rtol * Math.abs(e));
+    if (err > worstErr) {
+      worstErr = err;
+      worst = i;
+    }
+  }
+  if (worst >= 0) assert.fail(`${what}: mismatch at ${worst}: ${actual[worst]} vs ${expected[worst]} (rtol ${rtol}, atol ${atol})`);
+}

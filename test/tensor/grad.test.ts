@@ -1,0 +1,73 @@
+/** Every op's gradient against central finite differences, on the js reference backend. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { JsBackend } from '../../src/backend/js/index.js';
+import * as T from '../../src/tensor/index.js';
+import { assertClose, randomArray } from '../helpers.js';
+import { makeInputs, opCases } from './cases.js';
+
+const be = new JsBackend();
+T.setBackend(be);
+
+for (const c of opCases) {
+  test(`grad ${c.name}`, () => {
+    const xs = makeInputs(c, be, 7);
+    // loss = sum(out * r) with a fixed random r, so every output element matters.
+    const out0 = T.noGrad(() => c.fn(xs, be));
+    const r = randomArray(out0.size, 99);
+    out0.dispose();
+    const lossOf = () =>
+      T.noGrad(() =>
+        T.tidy(() => {
+          const o = c.fn(xs, be).toFloat32();
+          let s = 0;
+          for (let i = 0; i < o.length; i++) s += o[i]! * r[i]!;
+          return s;
+        }),
+      );
+    T.tidy(() => {
+      const out = c.fn(xs, be);
+      const loss = T.sumAll(T.mul(out, T.tensor(r, out.shape, 'f32', be)));
+      T.backward(loss);
+    });
+    const eps = 3e-3;
+    const tol = c.fdTol ?? 2e-2;
+    for (let i = 0; i < xs.length; i++) {
+      const x = xs[i]!;
+      if (!x.requiresGrad) continue;
+      assert.ok(x.grad, `${c.name}: input ${i} got no gradient`);
+      const analytic = x.grad.toFloat32();
+      const base = x.toFloat32();
+      const numeric = new Float32Array(base.length);
+      for (let j = 0; j < base.length; j++) {
+        const v = base.slice();
+        v[j] = base[j]! + eps;
+        x.assign(v);
+        const up = lossOf();
+        v[j] = base[j]! - eps;
+        x.assign(v);
+        const down = lossOf();
+        numeric[j] = (up - down) / (2 * eps);
+      }
+      x.assign(base);
+      assertClose(analytic, numeric, `${c.name}: d/d input ${i}`, tol, tol);
+    }
+    for (const x of xs) x.dispose();
+  });
+}
+
+test('no leak: the op cases free everything they allocate', () => {
+  const before = be.heap.stats().inUse;
+  for (const c of opCases) {
+    const xs = makeInputs(c, be, 3);
+    T.tidy(() => {
+      const out = c.fn(xs, be);
+      T.backward(T.sumAll(T.mul(out, out)));
+    });
+    T.tidy(() => {
+      c.fn(xs, be); // a forward whose graph is never used
+    });
+    for (const x of xs) x.dispose();
+  }
+  assert.equal(be.heap.stats().inUse, before);
+});
