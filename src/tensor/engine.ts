@@ -52,8 +52,15 @@ export function trackNode(n: GradNode): void {
   if (s) s.nodes.push(n);
 }
 
-/** Keep t alive past the current tidy scope, as if fn had returned it. */
+/**
+ * Take t out of every tidy scope: the caller owns it from now on and disposes it (parameters,
+ * caches, anything that outlives a step). Its graph, if any, stays alive too.
+ */
 export function keep<T extends Tensor>(t: T): T {
+  for (const s of scopes) {
+    const i = s.tensors.lastIndexOf(t);
+    if (i >= 0) s.tensors.splice(i, 1);
+  }
   const s = scopes[scopes.length - 1];
   if (s) s.kept.push(t);
   return t;
@@ -61,7 +68,7 @@ export function keep<T extends Tensor>(t: T): T {
 
 /**
  * Run fn; dispose every tensor it created except those in its result (searched through arrays
- * and plain objects) and those passed to keep(). Graph nodes created in fn that no surviving
+ * and plain objects; they move to the enclosing scope, if any) and those passed to keep(). Graph nodes created in fn that no surviving
  * tensor can reach are released, so a forward pass without backward leaks nothing.
  */
 export function tidy<T>(fn: () => T): T {
@@ -77,13 +84,13 @@ export function tidy<T>(fn: () => T): T {
     throw e;
   }
   scopes.pop();
-  const survivors = new Set<Tensor>(scope.kept);
+  const survivors = new Set<Tensor>();
   collect(result, survivors, 0);
   const outer = scopes[scopes.length - 1];
   // Nodes reachable from survivors (or from survivors' graphs) stay alive.
   const reachable = new Set<GradNode>();
   const stack: GradNode[] = [];
-  for (const t of survivors) if (t.node) stack.push(t.node);
+  for (const t of [...survivors, ...scope.kept]) if (t.node) stack.push(t.node);
   while (stack.length) {
     const n = stack.pop()!;
     if (reachable.has(n)) continue;
@@ -98,7 +105,6 @@ export function tidy<T>(fn: () => T): T {
     if (survivors.has(t)) outer?.tensors.push(t);
     else t.dispose();
   }
-  // A kept tensor created in an outer scope stays owned there; one created here moved out above.
   return result;
 }
 

@@ -9,4 +9,4 @@ export * from './ops/linalg.js';
 export * from './ops/nn.js';
 export * from './ops/indexing.js';
 export * from './ops/reduce.js';
-export { sliceRows, concatRows, reshape } from './ops/shape.js';
+export { sliceRows, concatRows, reshape, writeSlice } from './ops/shape.js';

@@ -50,3 +50,19 @@ export function concatRows(xs: readonly Tensor[]): Tensor {
   });
 }
 
+
+/**
+ * In place, no gradient: dst[:, start : start + n] = src, with dst [B, S, ...rest] and
+ * src [B, n, ...rest] (writing new keys and values into a KV cache).
+ */
+export function writeSlice(dst: Tensor, src: Tensor, start: number): void {
+  const be = sameBackend('writeSlice', dst, src);
+  if (dst.rank < 2 || src.rank !== dst.rank || src.shape[0] !== dst.shape[0] || src.shape.slice(2).some((d, i) => d !== dst.shape[i + 2])) {
+    throw new ShapeError(`writeSlice: src [${src.shape}] does not fit dst [${dst.shape}] along axis 1`);
+  }
+  const [B, S] = dst.shape as [number, number];
+  const n = src.shape[1]!;
+  if (!Number.isInteger(start) || start < 0 || start + n > S) throw new ShapeError(`writeSlice: positions [${start}, ${start + n}) exceed the ${S} of dst [${dst.shape}]`);
+  const inner = dst.size / Math.max(1, B * S);
+  be.kernels.copy2d(src.ptr, dst.ptr + 4 * start * inner, B, n * inner, n * inner, S * inner);
+}

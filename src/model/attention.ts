@@ -1,0 +1,39 @@
+/** The attention block: q/k/v projections, RoPE, causal attention (fused, tiled), output projection. */
+import * as T from '../tensor/index.js';
+import type { Tensor } from '../tensor/index.js';
+import type { ModelConfig } from './config.js';
+import type { KVCache } from './kv-cache.js';
+
+export interface AttentionWeights {
+  q: Tensor; // (H*D, C)
+  k: Tensor; // (Hkv*D, C)
+  v: Tensor; // (Hkv*D, C)
+  o: Tensor; // (C, H*D)
+}
+
+export interface RopeTables {
+  cos: Tensor;
+  sin: Tensor;
+}
+
+/**
+ * x [B, T, C] normalized; positions i32 [B*T]. With a cache (inference), the new keys and values
+ * are written at cache.length and attention runs over everything cached so far.
+ */
+export function attentionBlock(x: Tensor, w: AttentionWeights, cfg: ModelConfig, rope: RopeTables, positions: Tensor, cache?: { kv: KVCache; layer: number }): Tensor {
+  const [B, Tn] = x.shape as [number, number, number];
+  const H = cfg.numHeads, Hkv = cfg.numKvHeads, D = cfg.headDim;
+  const q = T.rope(T.reshape(T.linear(x, w.q), [B, Tn, H, D]), rope, positions); // (B, T, H, D)
+  const k = T.rope(T.reshape(T.linear(x, w.k), [B, Tn, Hkv, D]), rope, positions); // (B, T, Hkv, D)
+  const v = T.reshape(T.linear(x, w.v), [B, Tn, Hkv, D]); // (B, T, Hkv, D)
+  let a: Tensor;
+  if (cache) {
+    const { kv, layer } = cache;
+    T.writeSlice(kv.k[layer]!, k, kv.length);
+    T.writeSlice(kv.v[layer]!, v, kv.length);
+    a = T.attention(q, kv.k[layer]!, kv.v[layer]!, { kvLength: kv.length + Tn, qOffset: kv.length }); // (B, T, H, D)
+  } else {
+    a = T.attention(q, k, v); // (B, T, H, D)
+  }
+  return T.linear(T.reshape(a, [B, Tn, H * D]), w.o); // (B, T, C)
+}

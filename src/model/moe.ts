@@ -1,0 +1,209 @@
+/**
+ * The MoE block: router (gating logit normalization, fp32 softmax, top-k, renormalize), capacity
+ * with a drop policy, dispatch by sorting assignments by expert, the grouped expert FFN,
+ * un-permute and weighted combine; plus the per-layer aux losses and router statistics.
+ *
+ * SPEC section 1 (the released weights' forward):
+ *   logits = x @ Wg^T;  logits /= std(logits, unbiased) / lambda;  p = softmax(logits)
+ *   (w, idx) = topk(p, k);  w /= sum(w);  y = sum_k w_k * W2(silu(W1 x) * W3 x)
+ */
+import * as T from '../tensor/index.js';
+import type { Tensor } from '../tensor/index.js';
+import type { ModelConfig } from './config.js';
+
+/** Which assignments an over-full expert drops first. */
+export type DropPolicy = 'probability' | 'position';
+
+/** Training-time routing options (not part of the checkpoint config). */
+export interface MoeOptions {
+  /** capacity = ceil(capacityFactor * tokens * k / E) per expert; null: dropless (inference). */
+  capacityFactor: number | null;
+  /** 'probability': lowest gate probability dropped first; 'position': last token first. */
+  dropPolicy: DropPolicy;
+  /** Which auxiliary load-balancing loss to compute (the trainer weights it). */
+  auxLoss: 'skywork' | 'switch' | 'none';
+  /** Also compute the router z-loss, mean(logsumexp(logits)^2). */
+  zLoss: boolean;
+  /** Aux-loss-free balancing: a per-expert bias added to the routing scores for top-k selection only. */
+  expertBias?: Float32Array;
+}
+
+export const DROPLESS: MoeOptions = { capacityFactor: null, dropPolicy: 'probability', auxLoss: 'none', zLoss: false };
+
+export interface RouterStats {
+  /** Assignments routed to each expert before capacity. */
+  routedPerExpert: number[];
+  /** Assignments each expert processed (after drops). */
+  tokensPerExpert: number[];
+  /** Dropped assignments / (tokens * k). */
+  dropRate: number;
+  /** Mean over tokens of p_(1)/p_(2) and p_(2)/p_(3) of the full gate distribution. */
+  max1OverMax2: number;
+  max2OverMax3: number;
+  /** Mean over tokens of -sum_j p_j log p_j (nats). */
+  entropy: number;
+  capacity: number | null;
+}
+
+export interface MoeOutput {
+  y: Tensor;
+  /** Unweighted aux loss of this layer (scalar), when asked for. */
+  aux: Tensor | null;
+  zLoss: Tensor | null;
+  stats: RouterStats;
+}
+
+/** The weights of one MoE layer (experts stacked: w1, w3 [E, F, H]; w2 [E, H, F]). */
+export interface MoeWeights {
+  gate: Tensor; // (E, H), or the first layer of a 2-layer gate (8E, H)
+  gate2?: Tensor; // (E, 8E)
+  w1: Tensor;
+  w3: Tensor;
+  w2: Tensor;
+}
+
+/** The routing plan: which assignment goes where, computed on the host from the top-k result. */
+export interface DispatchPlan {
+  /** Kept assignment ids (a = token * k + slot), sorted by expert then token. */
+  order: Int32Array;
+  /** Token of each entry of `order`. */
+  tokenOf: Int32Array;
+  /** Group offsets into `order` per expert (E + 1). */
+  offsets: Int32Array;
+  routed: number[];
+  dropped: number;
+  capacity: number | null;
+}
+
+/**
+ * Sort assignments by expert and apply capacity. `experts` [N*k] expert ids, `probs` [N*k] the
+ * gate probabilities used by the 'probability' policy.
+ */
+export function planDispatch(experts: Int32Array, probs: Float32Array, N: number, k: number, E: number, opts: Pick<MoeOptions, 'capacityFactor' | 'dropPolicy'>): DispatchPlan {
+  const byExpert: number[][] = Array.from({ length: E }, () => []);
+  for (let a = 0; a < N * k; a++) byExpert[experts[a]!]!.push(a); // token order within an expert
+  const routed = byExpert.map((l) => l.length);
+  const capacity = opts.capacityFactor === null ? null : Math.ceil((opts.capacityFactor * N * k) / E);
+  let dropped = 0;
+  if (capacity !== null) {
+    for (let e = 0; e < E; e++) {
+      const l = byExpert[e]!;
+      if (l.length <= capacity) continue;
+      dropped += l.length - capacity;
+      let keep: number[];
+      if (opts.dropPolicy === 'position') keep = l.slice(0, capacity);
+      else {
+        keep = [...l].sort((a, b) => probs[b]! - probs[a]! || a - b).slice(0, capacity);
+        keep.sort((a, b) => a - b);
+      }
+      byExpert[e] = keep;
+    }
+  }
+  const offsets = new Int32Array(E + 1);
+  for (let e = 0; e < E; e++) offsets[e + 1] = offsets[e]! + byExpert[e]!.length;
+  const order = Int32Array.from(byExpert.flat());
+  const tokenOf = order.map((a) => Math.floor(a / k));
+  return { order, tokenOf, offsets, routed, dropped, capacity };
+}
+
+/** Router diagnostics from the full gate distribution p [N, E] (host copy). */
+function gateStats(p: Float32Array, N: number, E: number): Pick<RouterStats, 'max1OverMax2' | 'max2OverMax3' | 'entropy'> {
+  let r12 = 0, r23 = 0, ent = 0;
+  for (let i = 0; i < N; i++) {
+    let m1 = -1, m2 = -1, m3 = -1;
+    for (let j = 0; j < E; j++) {
+      const v = p[i * E + j]!;
+      if (v > 0) ent -= v * Math.log(v);
+      if (v > m1) [m1, m2, m3] = [v, m1, m2];
+      else if (v > m2) [m2, m3] = [v, m2];
+      else if (v > m3) m3 = v;
+    }
+    r12 += m2 > 0 ? m1 / m2 : 0;
+    r23 += m3 > 0 ? m2 / m3 : 0;
+  }
+  return { max1OverMax2: N ? r12 / N : 0, max2OverMax3: E >= 3 && N ? r23 / N : 0, entropy: N ? ent / N : 0 };
+}
+
+/** The gate logits [N, E]: one linear, or Linear -> tanh -> Linear (fp32 throughout). */
+function gateLogits(x: Tensor, w: MoeWeights): Tensor {
+  if (w.gate2) return T.linear(T.tanh(T.linear(x, w.gate)), w.gate2);
+  return T.linear(x, w.gate);
+}
+
+/** One MoE layer on normalized hidden states x [N, H]. */
+export function moeForward(x: Tensor, w: MoeWeights, cfg: ModelConfig, opts: MoeOptions): MoeOutput {
+  const [N] = x.shape as [number, number];
+  const E = cfg.numExperts, k = cfg.topK;
+  const be = x.backend;
+  let logits = gateLogits(x, w); // (N, E)
+  if (cfg.logitsNorm) {
+    // Report section 4.1: divide by std / lambda (unbiased std, no eps; softmax ignores the mean).
+    const sd = T.reshape(T.std(logits, true), [N, 1]);
+    logits = T.div(logits, T.scale(sd, 1 / cfg.gateNormStd));
+  }
+  const p = T.softmax(logits); // (N, E)
+  const pHost = p.toFloat32();
+
+  // Top-k selection, optionally on biased scores (aux-loss-free balancing: bias for selection only).
+  let weights: Tensor; // (N, k), gate probabilities of the selected experts
+  let experts: Int32Array;
+  if (opts.expertBias) {
+    const bias = T.tensor(opts.expertBias, [E], 'f32', be);
+    const top = T.topk(T.add(p, bias), k);
+    experts = top.indices.toArray() as Int32Array;
+    const bSel = Float32Array.from(experts, (e) => opts.expertBias![e]!);
+    weights = T.sub(top.values, T.tensor(bSel, [N, k], 'f32', be));
+  } else {
+    const top = T.topk(p, k);
+    experts = top.indices.toArray() as Int32Array;
+    weights = top.values;
+  }
+  const wNorm = T.div(weights, T.reshape(T.sum(weights), [N, 1])); // (N, k) renormalized over the k
+  const selProbs = Float32Array.from(experts, (e, a) => pHost[Math.floor(a / k) * E + e]!);
+  const plan = planDispatch(experts, selProbs, N, k, E, opts);
+  const M = plan.order.length;
+
+  // Dispatch: token rows in expert order, grouped expert FFN, weight, un-permute and sum.
+  const tokenOf = T.tensor(plan.tokenOf, [M], 'i32', be);
+  const xs = T.gatherRows(x, tokenOf); // (M, H)
+  const act = T.swiglu(T.groupedMatmul(xs, w.w1, plan.offsets), T.groupedMatmul(xs, w.w3, plan.offsets)); // (M, F)
+  const ys = T.groupedMatmul(act, w.w2, plan.offsets); // (M, H)
+  const wSel = T.gatherRows(T.reshape(wNorm, [N * k, 1]), T.tensor(plan.order, [M], 'i32', be)); // (M, 1)
+  const y = T.scatterAddRows(T.mul(ys, wSel), tokenOf, N); // (N, H); dropped assignments add nothing
+
+  let aux: Tensor | null = null;
+  if (opts.auxLoss !== 'none') {
+    const meanP = T.mean(T.transpose(p)); // (E): mean gate probability per expert
+    if (opts.auxLoss === 'skywork') {
+      // Report eq. 4: sum_j (1/E - mean_i p_ij)^2
+      aux = T.sumAll(T.square(T.sub(T.full([E], 1 / E, 'f32', be), meanP)));
+    } else {
+      // Switch Transformer: E * sum_j f_j * P_j, f_j = fraction of assignments routed to j.
+      const f = Float32Array.from(plan.routed, (c) => c / (N * k));
+      aux = T.scale(T.sumAll(T.mul(meanP, T.tensor(f, [E], 'f32', be))), E);
+    }
+  }
+  let zLoss: Tensor | null = null;
+  if (opts.zLoss) {
+    // mean_i logsumexp(logits_i)^2, with the row max as a constant shift for stability.
+    const lg = logits.toFloat32();
+    const mx = new Float32Array(N);
+    for (let i = 0; i < N; i++) {
+      let m = -Infinity;
+      for (let j = 0; j < E; j++) m = Math.max(m, lg[i * E + j]!);
+      mx[i] = m;
+    }
+    const shift = T.tensor(mx, [N, 1], 'f32', be);
+    const lse = T.add(T.log(T.sum(T.exp(T.sub(logits, shift)))), T.reshape(shift, [N]));
+    zLoss = T.meanAll(T.square(lse));
+  }
+  const tokensPerExpert = Array.from({ length: E }, (_, e) => plan.offsets[e + 1]! - plan.offsets[e]!);
+  const stats: RouterStats = {
+    routedPerExpert: plan.routed,
+    tokensPerExpert,
+    dropRate: N ? plan.dropped / (N * k) : 0,
+    capacity: plan.capacity,
+    ...gateStats(pHost, N, E),
+  };
+  return { y, aux, zLoss, stats };
+}

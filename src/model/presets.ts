@@ -1,0 +1,72 @@
+/**
+ * Named configurations: the released Skywork-MoE, the reference models for benchmarks and demos,
+ * and the tiny one for tests. Each has a dense twin (`<name>-dense`): the same shapes with one
+ * SwiGLU MLP of the expert's size per layer, in the Llama layout (what upcycling starts from).
+ */
+import { ConfigError, type ModelConfig, validateConfig } from './config.js';
+
+function moe(o: Partial<ModelConfig> & Pick<ModelConfig, 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'maxPositions' | 'numExperts'>): ModelConfig {
+  return {
+    layout: 'skywork',
+    numKvHeads: o.numHeads,
+    headDim: o.hiddenSize / o.numHeads,
+    ropeTheta: 10000,
+    rmsNormEps: 1e-6,
+    topK: 2,
+    moeInterval: 1,
+    logitsNorm: true,
+    gateNormStd: 1,
+    twoLayerGate: false,
+    tieWordEmbeddings: false,
+    bosTokenId: 1,
+    eosTokenId: 2,
+    padTokenId: 0,
+    initializerRange: 0.02,
+    ...o,
+  };
+}
+
+const base: Record<string, ModelConfig> = {
+  /** The released Skywork-MoE-Base config (SPEC section 1). */
+  'skywork-moe-146b': moe({
+    vocabSize: 65532,
+    hiddenSize: 4608,
+    intermediateSize: 12288,
+    numLayers: 52,
+    numHeads: 36,
+    maxPositions: 8192,
+    numExperts: 16,
+    initializerRange: 0.01,
+  }),
+  /** The reference model for benchmarks. */
+  small: moe({ vocabSize: 8192, hiddenSize: 512, intermediateSize: 1024, numLayers: 8, numHeads: 8, maxPositions: 1024, numExperts: 8 }),
+  /** The model of the main demo. */
+  demo: moe({ vocabSize: 4096, hiddenSize: 256, intermediateSize: 512, numLayers: 4, numHeads: 4, maxPositions: 256, numExperts: 8 }),
+  /** For tests. */
+  tiny: moe({ vocabSize: 512, hiddenSize: 64, intermediateSize: 128, numLayers: 2, numHeads: 4, maxPositions: 128, numExperts: 4 }),
+};
+
+/** The dense twin of an MoE config: same shapes, one MLP of the expert's width, Llama layout. */
+export function denseTwin(c: ModelConfig): ModelConfig {
+  return { ...c, layout: 'llama', numExperts: 0, topK: 0, logitsNorm: false, twoLayerGate: false, moeInterval: 1 };
+}
+
+export const PRESETS: Record<string, ModelConfig> = Object.fromEntries(
+  Object.entries(base).flatMap(([name, c]) => [
+    [name, c],
+    [`${name}-dense`, denseTwin(c)],
+  ]),
+);
+
+export function presetNames(): string[] {
+  return Object.keys(PRESETS);
+}
+
+/** A copy of a preset, or a ConfigError listing the names. */
+export function preset(name: string): ModelConfig {
+  const c = PRESETS[name];
+  if (!c) throw new ConfigError(`unknown preset '${name}': expected one of ${presetNames().join(', ')}`);
+  const copy = structuredClone(c);
+  validateConfig(copy);
+  return copy;
+}

@@ -1,0 +1,225 @@
+/**
+ * The Skywork-MoE model (also Mixtral, and the dense Llama twin), top to bottom:
+ *
+ *   h = x + Attn(RMSNorm(x));  y = h + MoE(RMSNorm(h))   (or a dense SwiGLU MLP)
+ *   logits = lm_head(RMSNorm(y_L))
+ *
+ * Parameter names are the Hugging Face names (SPEC section 1), except that each MoE layer's
+ * experts are stacked: `...block_sparse_moe.experts.w1` is [E, F, H] (io/ maps the per-expert
+ * names at load and save).
+ */
+import type { Backend } from '../backend/backend.js';
+import * as T from '../tensor/index.js';
+import type { Tensor } from '../tensor/index.js';
+import { attentionBlock, type AttentionWeights, type RopeTables } from './attention.js';
+import { isMoeLayer, type ModelConfig, validateConfig } from './config.js';
+import { KVCache } from './kv-cache.js';
+import { DROPLESS, moeForward, type MoeOptions, type MoeWeights, type RouterStats } from './moe.js';
+
+// ------------------------------------------------------------------ parameter layout
+
+export type ParamKind = 'matrix' | 'norm';
+
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+  kind: ParamKind;
+}
+
+/** Every parameter of a config, in checkpoint order, with its shape. */
+export function parameterSpecs(c: ModelConfig): ParamSpec[] {
+  const H = c.hiddenSize, F = c.intermediateSize, E = c.numExperts;
+  const qd = c.numHeads * c.headDim, kvd = c.numKvHeads * c.headDim;
+  const specs: ParamSpec[] = [{ name: 'model.embed_tokens.weight', shape: [c.vocabSize, H], kind: 'matrix' }];
+  for (let l = 0; l < c.numLayers; l++) {
+    const p = `model.layers.${l}`;
+    specs.push(
+      { name: `${p}.input_layernorm.weight`, shape: [H], kind: 'norm' },
+      { name: `${p}.self_attn.q_proj.weight`, shape: [qd, H], kind: 'matrix' },
+      { name: `${p}.self_attn.k_proj.weight`, shape: [kvd, H], kind: 'matrix' },
+      { name: `${p}.self_attn.v_proj.weight`, shape: [kvd, H], kind: 'matrix' },
+      { name: `${p}.self_attn.o_proj.weight`, shape: [H, qd], kind: 'matrix' },
+      { name: `${p}.post_attention_layernorm.weight`, shape: [H], kind: 'norm' },
+    );
+    if (isMoeLayer(c, l)) {
+      const m = `${p}.block_sparse_moe`;
+      if (c.twoLayerGate) {
+        specs.push({ name: `${m}.gate.0.weight`, shape: [8 * E, H], kind: 'matrix' }, { name: `${m}.gate.2.weight`, shape: [E, 8 * E], kind: 'matrix' });
+      } else specs.push({ name: `${m}.gate.weight`, shape: [E, H], kind: 'matrix' });
+      specs.push(
+        { name: `${m}.experts.w1`, shape: [E, F, H], kind: 'matrix' },
+        { name: `${m}.experts.w3`, shape: [E, F, H], kind: 'matrix' },
+        { name: `${m}.experts.w2`, shape: [E, H, F], kind: 'matrix' },
+      );
+    } else {
+      specs.push(
+        { name: `${p}.mlp.gate_proj.weight`, shape: [F, H], kind: 'matrix' },
+        { name: `${p}.mlp.up_proj.weight`, shape: [F, H], kind: 'matrix' },
+        { name: `${p}.mlp.down_proj.weight`, shape: [H, F], kind: 'matrix' },
+      );
+    }
+  }
+  specs.push({ name: 'model.norm.weight', shape: [H], kind: 'norm' });
+  if (!c.tieWordEmbeddings) specs.push({ name: 'lm_head.weight', shape: [c.vocabSize, H], kind: 'matrix' });
+  return specs;
+}
+
+// ------------------------------------------------------------------ the model
+
+export interface ForwardOptions {
+  /** Routing options (default: dropless, no aux loss). */
+  moe?: MoeOptions;
+  /** Aux-loss-free balancing: one bias vector per layer (undefined for dense layers). */
+  expertBias?: (Float32Array | undefined)[];
+}
+
+export interface LayerOutput {
+  layer: number;
+  aux: Tensor | null;
+  zLoss: Tensor | null;
+  stats: RouterStats;
+}
+
+export interface ForwardResult {
+  /** (B, T, V) */
+  logits: Tensor;
+  /** One entry per MoE layer. */
+  moe: LayerOutput[];
+}
+
+export class ModelError extends Error {
+  override name = 'ModelError';
+}
+
+export class SkyworkMoE {
+  readonly rope: RopeTables;
+  private positionCache = new Map<string, Tensor>();
+
+  private constructor(
+    readonly config: ModelConfig,
+    readonly params: Map<string, Tensor>,
+    readonly backend: Backend,
+  ) {
+    this.rope = T.ropeTables(config.maxPositions, config.headDim, config.ropeTheta, backend);
+  }
+
+  /** A new model with random weights: N(0, initializer_range) matrices, unit norms. */
+  static create(config: ModelConfig, opts: { seed?: number; backend?: Backend } = {}): SkyworkMoE {
+    validateConfig(config);
+    const backend = opts.backend ?? T.currentBackend();
+    const rng = new T.Rng(opts.seed ?? 0);
+    const params = new Map<string, Tensor>();
+    for (const s of parameterSpecs(config)) {
+      const t = s.kind === 'norm' ? T.ones(s.shape, backend) : T.randn(s.shape, rng, config.initializerRange, backend);
+      params.set(s.name, T.keep(T.parameter(t, s.name)));
+    }
+    return new SkyworkMoE(config, params, backend);
+  }
+
+  /** A model over existing tensors (from a checkpoint); checks every name and shape. */
+  static fromParams(config: ModelConfig, tensors: Map<string, Tensor>, backend: Backend): SkyworkMoE {
+    validateConfig(config);
+    const params = new Map<string, Tensor>();
+    for (const s of parameterSpecs(config)) {
+      const t = tensors.get(s.name);
+      if (!t) throw new ModelError(`missing parameter '${s.name}' (expected shape [${s.shape}])`);
+      if (t.shape.length !== s.shape.length || t.shape.some((d, i) => d !== s.shape[i])) {
+        throw new ModelError(`parameter '${s.name}' has shape [${t.shape}], the config needs [${s.shape}]`);
+      }
+      params.set(s.name, T.parameter(t, s.name));
+    }
+    for (const name of tensors.keys()) if (!params.has(name)) throw new ModelError(`unexpected parameter '${name}' for this config`);
+    return new SkyworkMoE(config, params, backend);
+  }
+
+  /** The parameters in checkpoint order. */
+  parameters(): Tensor[] {
+    return [...this.params.values()];
+  }
+
+  private p(name: string): Tensor {
+    const t = this.params.get(name);
+    if (!t) throw new ModelError(`no parameter '${name}'`);
+    return t;
+  }
+
+  private attentionWeights(l: number): AttentionWeights {
+    const a = `model.layers.${l}.self_attn`;
+    return { q: this.p(`${a}.q_proj.weight`), k: this.p(`${a}.k_proj.weight`), v: this.p(`${a}.v_proj.weight`), o: this.p(`${a}.o_proj.weight`) };
+  }
+
+  private moeWeights(l: number): MoeWeights {
+    const m = `model.layers.${l}.block_sparse_moe`;
+    const gate = this.config.twoLayerGate ? this.p(`${m}.gate.0.weight`) : this.p(`${m}.gate.weight`);
+    const w: MoeWeights = { gate, w1: this.p(`${m}.experts.w1`), w3: this.p(`${m}.experts.w3`), w2: this.p(`${m}.experts.w2`) };
+    if (this.config.twoLayerGate) w.gate2 = this.p(`${m}.gate.2.weight`);
+    return w;
+  }
+
+  /** The dense SwiGLU MLP: down(silu(gate x) * up x). x (N, C) -> (N, C). */
+  private denseMlp(l: number, x: Tensor): Tensor {
+    const m = `model.layers.${l}.mlp`;
+    return T.linear(T.swiglu(T.linear(x, this.p(`${m}.gate_proj.weight`)), T.linear(x, this.p(`${m}.up_proj.weight`))), this.p(`${m}.down_proj.weight`));
+  }
+
+  private positions(B: number, Tn: number, start: number): Tensor {
+    const key = `${B}x${Tn}@${start}`;
+    const cached = this.positionCache.get(key);
+    if (cached) return cached;
+    const t = T.tensor(Int32Array.from({ length: B * Tn }, (_, i) => start + (i % Tn)), [B * Tn], 'i32', this.backend);
+    if (start === 0) this.positionCache.set(key, T.keep(t)); // training shapes repeat; decode positions do not
+    return t;
+  }
+
+  /**
+   * Forward over token ids [B, T] (training: records autograd; use inside tidy). With a cache,
+   * no-grad incremental decoding: the ids continue the cached sequences.
+   */
+  forward(ids: Tensor, opts: ForwardOptions = {}, cache?: KVCache): ForwardResult {
+    const c = this.config;
+    if (ids.rank !== 2 || ids.dtype !== 'i32') throw new ModelError(`forward: ids must be i32 [batch, time], got ${ids.dtype} [${ids.shape}]`);
+    const [B, Tn] = ids.shape as [number, number];
+    const start = cache?.length ?? 0;
+    if (start + Tn > c.maxPositions) throw new ModelError(`forward: positions up to ${start + Tn} exceed max_position_embeddings ${c.maxPositions}`);
+    if (cache && (cache.batch !== B || start + Tn > cache.capacity)) throw new ModelError(`forward: batch ${B} x ${start + Tn} positions do not fit the KV cache (${cache.batch} x ${cache.capacity})`);
+    const moeOpts = opts.moe ?? DROPLESS;
+    const positions = this.positions(B, Tn, start);
+    const moe: LayerOutput[] = [];
+
+    let x = T.embedding(this.p('model.embed_tokens.weight'), ids); // (B, T, C)
+    for (let l = 0; l < c.numLayers; l++) {
+      const pre = `model.layers.${l}`;
+      const a = attentionBlock(T.rmsnorm(x, this.p(`${pre}.input_layernorm.weight`), c.rmsNormEps), this.attentionWeights(l), c, this.rope, positions, cache ? { kv: cache, layer: l } : undefined);
+      const h = T.add(x, a); // (B, T, C)
+      const hn = T.reshape(T.rmsnorm(h, this.p(`${pre}.post_attention_layernorm.weight`), c.rmsNormEps), [B * Tn, c.hiddenSize]); // (N, C)
+      let f: Tensor; // (N, C)
+      if (isMoeLayer(c, l)) {
+        const bias = opts.expertBias?.[l];
+        const out = moeForward(hn, this.moeWeights(l), c, bias ? { ...moeOpts, expertBias: bias } : moeOpts);
+        moe.push({ layer: l, aux: out.aux, zLoss: out.zLoss, stats: out.stats });
+        f = out.y;
+      } else f = this.denseMlp(l, hn);
+      x = T.add(h, T.reshape(f, [B, Tn, c.hiddenSize])); // (B, T, C)
+    }
+    const head = c.tieWordEmbeddings ? this.p('model.embed_tokens.weight') : this.p('lm_head.weight');
+    const logits = T.linear(T.rmsnorm(x, this.p('model.norm.weight'), c.rmsNormEps), head); // (B, T, V)
+    if (cache) cache.length += Tn;
+    return { logits, moe };
+  }
+
+  /** Incremental decoding step(s) without autograd; returns logits (B, T, V). */
+  decode(ids: Tensor, cache: KVCache): Tensor {
+    return T.noGrad(() => T.tidy(() => this.forward(ids, {}, cache).logits));
+  }
+
+  newCache(batch: number, capacity = this.config.maxPositions): KVCache {
+    return new KVCache(this.config, batch, capacity, this.backend);
+  }
+
+  dispose(): void {
+    for (const t of this.params.values()) t.dispose();
+    for (const t of this.positionCache.values()) t.dispose();
+    this.rope.cos.dispose();
+    this.rope.sin.dispose();
+  }
+}
