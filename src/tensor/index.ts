@@ -10,3 +10,4 @@ export * from './ops/nn.js';
 export * from './ops/indexing.js';
 export * from './ops/reduce.js';
 export { sliceRows, concatRows, reshape, writeSlice } from './ops/shape.js';
+export * from './ops/optim.js';

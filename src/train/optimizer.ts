@@ -1,0 +1,75 @@
+/**
+ * AdamW with decoupled weight decay (Loshchilov & Hutter), and global-norm gradient clipping.
+ * Not decayed: 1-D parameters (the RMSNorm weights), as in Megatron-LM and nanoGPT; embeddings,
+ * attention, router and expert matrices are decayed.
+ */
+import * as T from '../tensor/index.js';
+import type { Tensor } from '../tensor/index.js';
+
+export interface AdamWOptions {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
+export const DEFAULT_ADAMW: AdamWOptions = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
+
+/** Whether a parameter is decayed (matrices yes, vectors no). */
+export function isDecayed(p: Tensor): boolean {
+  return p.rank >= 2;
+}
+
+export class AdamW {
+  /** Steps taken (the bias-correction count). */
+  step = 0;
+  readonly m = new Map<string, Tensor>();
+  readonly v = new Map<string, Tensor>();
+
+  constructor(
+    readonly params: readonly Tensor[],
+    readonly opts: AdamWOptions = DEFAULT_ADAMW,
+  ) {
+    for (const p of params) {
+      if (!p.name) throw new Error('AdamW: every parameter needs a name (used for checkpoints)');
+      this.m.set(p.name, T.keep(T.zeros(p.shape, 'f32', p.backend)));
+      this.v.set(p.name, T.keep(T.zeros(p.shape, 'f32', p.backend)));
+    }
+  }
+
+  /** Global L2 norm of all gradients (missing gradients count as zero). */
+  gradNorm(): number {
+    let s = 0;
+    for (const p of this.params) if (p.grad) s += T.sumSquares(p.grad);
+    return Math.sqrt(s);
+  }
+
+  /** Scale gradients so their global norm is at most maxNorm; returns the norm before clipping. */
+  clipGradNorm(maxNorm: number): number {
+    const norm = this.gradNorm();
+    if (maxNorm > 0 && norm > maxNorm) for (const p of this.params) if (p.grad) T.scaleInPlace(p.grad, maxNorm / (norm + 1e-6));
+    return norm;
+  }
+
+  /** One update with learning rate lr; gradients are dropped afterwards (zero for the next step). */
+  update(lr: number): void {
+    this.step++;
+    for (const p of this.params) {
+      if (!p.grad) continue;
+      const wd = isDecayed(p) ? this.opts.weightDecay : 0;
+      T.adamwUpdate(p, p.grad, this.m.get(p.name!)!, this.v.get(p.name!)!, { lr, beta1: this.opts.beta1, beta2: this.opts.beta2, eps: this.opts.eps, weightDecay: wd, step: this.step });
+    }
+    this.zeroGrad();
+  }
+
+  zeroGrad(): void {
+    for (const p of this.params) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+  }
+
+  dispose(): void {
+    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
+  }
+}
