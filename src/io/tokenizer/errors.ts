@@ -1,0 +1,17 @@
+/** Errors of the tokenizer: bad or unsupported tokenizer files, tokens missing from a vocab. */
+
+export class TokenizerError extends Error {
+  override name = 'TokenizerError';
+  /**
+   * @param message what is wrong
+   * @param file the file at fault (tokenizer.json, tokenizer_config.json), when there is one
+   * @param field the JSON path of the field at fault, e.g. `model.merges[12]`
+   */
+  constructor(
+    message: string,
+    readonly file?: string,
+    readonly field?: string,
+  ) {
+    super([file, field, message].filter((s) => s !== undefined && s !== '').join(': '));
+  }
+}

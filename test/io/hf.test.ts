@@ -1,0 +1,96 @@
+/** Hugging Face directories: save -> load gives identical logits in each layout; faults name the file. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { JsBackend } from '../../src/backend/js/index.js';
+import * as T from '../../src/tensor/index.js';
+import { preset } from '../../src/model/presets.js';
+import { SkyworkMoE } from '../../src/model/skywork-moe.js';
+import { loadModel, saveModel, readConfig } from '../../src/io/hf.js';
+import { openCheckpoint, writeSafetensors } from '../../src/io/index.js';
+import type { ModelConfig } from '../../src/model/config.js';
+
+const be = new JsBackend();
+T.setBackend(be);
+const ids = Int32Array.from([1, 5, 99, 300, 7, 42, 2, 0]);
+
+function logitsOf(m: SkyworkMoE): Float32Array {
+  return T.noGrad(() => T.tidy(() => m.forward(T.tensor(ids, [1, ids.length], 'i32', be)).logits.toFloat32()));
+}
+
+const cases: [string, ModelConfig][] = [
+  ['skywork', preset('tiny')],
+  ['mixtral', { ...preset('tiny'), layout: 'mixtral', logitsNorm: false, numKvHeads: 2 }],
+  ['llama', preset('tiny-dense')],
+];
+
+for (const [name, cfg] of cases) {
+  test(`save -> load gives identical logits: ${name} layout`, () => {
+    const dir = mkdtempSync(join(tmpdir(), `skymoe-hf-${name}-`));
+    const m = SkyworkMoE.create(cfg, { seed: 2, backend: be });
+    const before = logitsOf(m);
+    saveModel(m, dir, { maxShardBytes: 200_000 }); // forces several shards
+    const files = readdirSync(dir);
+    assert.ok(files.includes('model.safetensors.index.json'), `sharded: ${files}`);
+    const hf = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    const reader = openCheckpoint(dir);
+    if (name === 'llama') {
+      assert.equal(hf.architectures[0], 'LlamaForCausalLM');
+      assert.ok(reader.has('model.layers.0.mlp.gate_proj.weight'));
+    } else {
+      assert.ok(reader.has('model.layers.1.block_sparse_moe.experts.3.w2.weight'));
+      assert.deepEqual(reader.info('model.layers.1.block_sparse_moe.experts.3.w1.weight').shape, [cfg.intermediateSize, cfg.hiddenSize]);
+      assert.deepEqual(reader.info('model.layers.0.block_sparse_moe.gate.weight').shape, [cfg.numExperts, cfg.hiddenSize]);
+      if (name === 'skywork') {
+        assert.equal(hf.model_type, 'skywork');
+        assert.deepEqual(hf.num_experts, [4]);
+        assert.equal(hf.moe_use_logits_norm, true);
+      } else assert.equal(hf.num_local_experts, 4);
+    }
+    reader.close();
+    const back = loadModel(dir, be);
+    assert.deepEqual(back.config.layout, cfg.layout);
+    assert.deepEqual(Array.from(logitsOf(back)), Array.from(before));
+    back.dispose();
+    m.dispose();
+    rmSync(dir, { recursive: true });
+  });
+}
+
+test('bf16 save keeps logits close and marks torch_dtype', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'skymoe-hf-bf16-'));
+  const m = SkyworkMoE.create(preset('tiny'), { seed: 3, backend: be });
+  saveModel(m, dir, { dtype: 'BF16' });
+  assert.equal(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).torch_dtype, 'bfloat16');
+  const back = loadModel(dir, be);
+  const a = logitsOf(m), b = logitsOf(back);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+  assert.ok(worst < 0.05, `bf16 logits differ by ${worst}`);
+  back.dispose();
+  m.dispose();
+  rmSync(dir, { recursive: true });
+});
+
+test('faults name the file: bad config field, missing tensor, wrong shape', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'skymoe-hf-bad-'));
+  const m = SkyworkMoE.create(preset('tiny'), { seed: 4, backend: be });
+  saveModel(m, dir);
+  const cfgPath = join(dir, 'config.json');
+  const good = JSON.parse(readFileSync(cfgPath, 'utf8'));
+  writeFileSync(cfgPath, JSON.stringify({ ...good, hidden_size: '64' }));
+  assert.throws(() => readConfig(dir), (e: Error) => e.message.includes(cfgPath) && e.message.includes("'hidden_size'") && e.message.includes('number'));
+  writeFileSync(cfgPath, '{ nope');
+  assert.throws(() => readConfig(dir), (e: Error) => e.message.includes(cfgPath) && /JSON/.test(e.message));
+  writeFileSync(cfgPath, JSON.stringify({ ...good, num_hidden_layers: 3 }));
+  assert.throws(() => loadModel(dir, be), (e: Error) => e.message.includes('model.safetensors') && e.message.includes("missing tensor 'model.layers.2"));
+  writeFileSync(cfgPath, JSON.stringify({ ...good, intermediate_size: 64 }));
+  assert.throws(() => loadModel(dir, be), (e: Error) => e.message.includes('model.safetensors') && e.message.includes('the config needs [64,64]'));
+  writeFileSync(cfgPath, JSON.stringify(good));
+  writeSafetensors(join(dir, 'model.safetensors'), [{ name: 'x', dtype: 'F32', shape: [1], data: Float32Array.of(1) }]);
+  assert.throws(() => loadModel(dir, be), (e: Error) => e.message.includes('model.safetensors') && e.message.includes('missing tensor'));
+  m.dispose();
+  rmSync(dir, { recursive: true });
+});
