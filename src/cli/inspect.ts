@@ -1,0 +1,36 @@
+/** `skymoe inspect DIR | --preset NAME`: config summary, total and active parameters, stored dtypes and bytes. */
+import { describeCheckpoint, readConfig } from '../io/hf.js';
+import type { ModelConfig } from '../model/config.js';
+import { countParams, formatCount } from '../model/params.js';
+import { preset } from '../model/presets.js';
+import { fmtBytes } from './common.js';
+
+export function inspectConfig(cfg: ModelConfig): string[] {
+  const c = countParams(cfg);
+  const moe = cfg.numExperts
+    ? `${cfg.numExperts} experts, top-${cfg.topK}, MoE every ${cfg.moeInterval === 1 ? '' : `${cfg.moeInterval}th `}layer, logit norm ${cfg.logitsNorm ? `on (lambda ${cfg.gateNormStd})` : 'off'}${cfg.twoLayerGate ? ', 2-layer gate' : ''}`
+    : 'dense';
+  return [
+    `layout        ${cfg.layout}`,
+    `shape         vocab ${cfg.vocabSize}, hidden ${cfg.hiddenSize}, ${cfg.numLayers} layers, ${cfg.numHeads} heads (${cfg.numKvHeads} kv) x ${cfg.headDim}, FFN ${cfg.intermediateSize}, ${cfg.maxPositions} positions`,
+    `mixture       ${moe}`,
+    `parameters    total ${formatCount(c.total)} (${c.total}), active ${formatCount(c.active)} (${c.active})`,
+    `  breakdown   embedding ${formatCount(c.embedding)}, lm_head ${formatCount(c.lmHead)}, attention ${formatCount(c.attention)}, experts ${formatCount(c.experts)}, router ${formatCount(c.router)}, dense MLP ${formatCount(c.denseMlp)}, norms ${formatCount(c.norms)}`,
+    `memory        fp32 ${fmtBytes(4 * c.total)}, bf16 ${fmtBytes(2 * c.total)}, fp8 ${fmtBytes(c.total)}`,
+  ];
+}
+
+export function runInspect(dir: string | undefined, o: { preset?: string }): void {
+  if ((dir === undefined) === (o.preset === undefined)) throw new Error('inspect: give a model directory or --preset NAME (one of them)');
+  if (o.preset) {
+    console.log(`preset        ${o.preset}`);
+    for (const l of inspectConfig(preset(o.preset))) console.log(l);
+    return;
+  }
+  const cfg = readConfig(dir!);
+  console.log(`model         ${dir}`);
+  for (const l of inspectConfig(cfg)) console.log(l);
+  const d = describeCheckpoint(dir!);
+  const dtypes = Object.entries(d.bytesByDtype).map(([k, v]) => `${k} ${fmtBytes(v)}`).join(', ');
+  console.log(`stored        ${d.tensors} tensors, ${d.elements} values in ${d.files.join(', ')}; ${dtypes}`);
+}
