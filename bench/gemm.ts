@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { type Backend, GroupedMode } from '../src/backend/backend.js';
 import { createJsBackend } from '../src/backend/js/index.js';
 import { createWasmBackend } from '../src/backend/wasm/index.js';
+import { createNativeBackend, nativeInfo } from '../src/backend/native/index.js';
 
 /** fp32 FMA peak of one core of this machine (PERF-NOTES: 2 x 256-bit FMA at ~3.56 GHz, measured 114-117 in C). */
 const PEAK_PER_CORE = 114;
@@ -26,6 +27,7 @@ const BACKENDS: BenchBackend[] = [
   { label: 'wasm', threads: 1, create: () => createWasmBackend({ threads: 1 }), maxFlops: Infinity },
   { label: 'wasm', threads: 2, create: () => createWasmBackend({ threads: 2 }), maxFlops: Infinity },
   { label: 'js', threads: 1, create: async () => createJsBackend(), maxFlops: 5e8 },
+  ...(nativeInfo().available ? [1, 2].map((threads) => ({ label: 'native', threads, create: async () => createNativeBackend({ threads }), maxFlops: Infinity })) : []),
 ];
 
 /** (m, k, n, transB); GEMV is decode's x @ W^T with W [n, k]. */

@@ -1,6 +1,7 @@
 /**
  * Choosing a backend: by option, else SKYMOE_BACKEND, else the fastest one available
- * (native when its addon is built, then wasm). SKYMOE_THREADS sets the thread count.
+ * (native when its addon is built and loads, then wasm). SKYMOE_THREADS sets the thread count;
+ * SKYMOE_NATIVE_ISA=avx512|avx2|generic forces the native kernels' instruction set.
  */
 import os from 'node:os';
 import { type Backend, BackendError, type BackendName } from './backend.js';
@@ -32,16 +33,40 @@ export async function createBackend(opts: BackendOptions = {}): Promise<Backend>
   }
   const threads = opts.threads ?? defaultThreads();
   if (!Number.isInteger(threads) || threads < 1) throw new BackendError(`threads=${threads}: expected a positive integer`);
-  switch (name ?? 'wasm') {
+  if (name === undefined) return createDefault(threads);
+  switch (name) {
     case 'js':
       return createJsBackend();
     case 'wasm': {
       const { createWasmBackend } = await import('./wasm/index.js');
       return createWasmBackend({ threads });
     }
-    case 'native':
-      throw new BackendError('the native backend is not built on this machine (see `skymoe doctor`)');
+    case 'native': {
+      const { createNativeBackend } = await import('./native/index.js');
+      return createNativeBackend({ threads });
+    }
   }
+}
+
+let warnedNoNative = false;
+
+/** No backend named: native when its addon loads, else wasm (saying once on stderr why). */
+async function createDefault(threads: number): Promise<Backend> {
+  const { createNativeBackend, nativeInfo } = await import('./native/index.js');
+  let reason = nativeInfo().reason;
+  if (reason === undefined) {
+    try {
+      return createNativeBackend({ threads });
+    } catch (e) {
+      reason = (e as Error).message;
+    }
+  }
+  if (!warnedNoNative) {
+    warnedNoNative = true;
+    process.stderr.write(`skymoe: native backend unavailable (${reason}); using wasm\n`);
+  }
+  const { createWasmBackend } = await import('./wasm/index.js');
+  return createWasmBackend({ threads });
 }
 
 export type { Backend, BackendName } from './backend.js';

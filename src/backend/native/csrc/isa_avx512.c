@@ -1,0 +1,92 @@
+/*
+ * AVX-512 kernels (compiled with -mavx512f -mavx512vl -mavx512bw -mavx512dq -mfma; only called after
+ * isa_select has checked the CPU). Micro-tile 12 x 32: 24 zmm accumulators, two B loads and one
+ * broadcast per row per k step, i.e. 24 FMAs per 2 vector loads (Zen 4 retires one 512-bit FMA per
+ * cycle, so the loads and broadcasts fit in the remaining ports).
+ */
+#include <immintrin.h>
+#include "skymoe.h"
+
+#define ISA(name) name##_avx512
+#include "isa_body.h"
+
+#define MR 12
+#define NR 32
+
+#define ROW(i)                                                                                     \
+  {                                                                                                \
+    __m512 av = _mm512_set1_ps(ap[i]);                                                             \
+    c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                                                    \
+    c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                                                    \
+  }
+
+#define OUT(i)                                                                                     \
+  {                                                                                                \
+    float *cr = dst + (i) * ldd;                                                                   \
+    __m512 r0 = _mm512_mul_ps(va, c##i##0), r1 = _mm512_mul_ps(va, c##i##1);                       \
+    if (bd != 0.0f) {                                                                              \
+      r0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr), r0);                                           \
+      r1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr + 16), r1);                                      \
+    }                                                                                              \
+    _mm512_storeu_ps(cr, r0);                                                                      \
+    _mm512_storeu_ps(cr + 16, r1);                                                                 \
+  }
+
+static void ukernel_avx512(long kc, const float *ap, const float *b, long ldb, float *c, long ldc,
+                           float alpha, float beta, int mv, int nv) {
+  __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
+         c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00,
+         c71 = c00, c80 = c00, c81 = c00, c90 = c00, c91 = c00, c100 = c00, c101 = c00, c110 = c00,
+         c111 = c00;
+  for (long p = 0; p < kc; p++) {
+    __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+    ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5) ROW(6) ROW(7) ROW(8) ROW(9) ROW(10) ROW(11)
+    ap += MR;
+    b += ldb;
+  }
+  const __m512 va = _mm512_set1_ps(alpha);
+  if (mv == MR && nv == NR) {
+    const __m512 vb = _mm512_set1_ps(beta);
+    const float bd = beta;
+    float *dst = c;
+    long ldd = ldc;
+    OUT(0) OUT(1) OUT(2) OUT(3) OUT(4) OUT(5) OUT(6) OUT(7) OUT(8) OUT(9) OUT(10) OUT(11)
+    return;
+  }
+  float t[MR * NR] __attribute__((aligned(64)));
+  {
+    float *dst = t;
+    long ldd = NR;
+    const __m512 vb = _mm512_setzero_ps();
+    const float bd = 0.0f;
+    OUT(0) OUT(1) OUT(2) OUT(3) OUT(4) OUT(5) OUT(6) OUT(7) OUT(8) OUT(9) OUT(10) OUT(11)
+  }
+  ISA(store_edge)(t, NR, c, ldc, beta, mv, nv);
+}
+
+/* 12 independent zmm FMA chains: enough to cover latency x throughput on current cores. */
+static double fma_probe_avx512(long iters) {
+  __m512 c[12];
+  const __m512 m = _mm512_set1_ps(0.99999f), d = _mm512_set1_ps(1e-6f);
+#pragma GCC unroll 12
+  for (int i = 0; i < 12; i++) c[i] = _mm512_set1_ps((float)i);
+  for (long it = 0; it < iters; it++) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; i++) c[i] = _mm512_fmadd_ps(c[i], m, d);
+  }
+  __m512 s = c[0];
+#pragma GCC unroll 12
+  for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, c[i]);
+  volatile float sink = _mm512_reduce_add_ps(s);
+  (void)sink;
+  return 12.0 * 32.0 * (double)iters;
+}
+
+static const isa_t table = {
+    .name = "avx512", .mr = MR, .nr = NR, .kc = 256, .mc = 144, .nc = 3072,
+    .ukernel = ukernel_avx512, .gemv_t = ISA(gemv_t), .gemv_n = ISA(gemv_n), .exp_shift_sum = ISA(exp_shift_sum),
+    .row_max = ISA(row_max), .swiglu = ISA(swiglu), .swiglu_bwd = ISA(swiglu_bwd),
+    .fma_probe = fma_probe_avx512,
+};
+
+const isa_t *isa_avx512(void) { return &table; }

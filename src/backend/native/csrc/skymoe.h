@@ -1,0 +1,154 @@
+/*
+ * skymoe native kernels: shared declarations.
+ *
+ * Memory: every kernel works on float/int32 pointers into one reserved region (the heap that JS
+ * sees as an external ArrayBuffer); addon.c turns the byte offsets JS passes into pointers.
+ * Threads: a persistent pool (pool.c); kernels split work with pool_run.
+ * ISA: one isa_t table per instruction set (isa_avx512.c, isa_avx2.c, isa_generic.c), picked at
+ * context creation from the CPU (or forced, for tests), so each code path can be exercised.
+ */
+#ifndef SKYMOE_H
+#define SKYMOE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------ thread pool */
+typedef void (*task_fn)(void *arg, int tid, int nthreads);
+typedef struct pool pool_t;
+pool_t *pool_create(int threads);
+void pool_run(pool_t *p, task_fn fn, void *arg);
+int pool_threads(const pool_t *p);
+void pool_destroy(pool_t *p);
+
+/* ------------------------------------------------------------------ per-ISA kernels */
+/*
+ * Micro-kernel: C[mv, nv] = alpha * Ap^T-panel @ B-panel + beta * C over kc steps.
+ * Ap is packed [kc][MR]; B is [kc][NR] with row stride ldb (NR when packed, the matrix row
+ * stride when read in place). mv <= MR, nv <= NR; beta 0 never reads C.
+ */
+typedef void (*ukernel_fn)(long kc, const float *ap, const float *b, long ldb, float *c, long ldc,
+                           float alpha, float beta, int mv, int nv);
+
+typedef struct isa {
+  const char *name;
+  int mr, nr;    /* micro-tile */
+  int kc, mc, nc; /* cache blocking: A block mc x kc in L2, B panel kc x nc in L3 */
+  ukernel_fn ukernel;
+  /* y[j] = alpha * dot(x, w + j*ldw) + beta * y[j], j < n (GEMV against a row-major [n, k] matrix). */
+  void (*gemv_t)(const float *x, const float *w, long ldw, float *y, long n, long k, float alpha, float beta);
+  /* y[j] = alpha * sum_p x[p] * b[p*ldb + j] + beta * y[j], j < n. */
+  void (*gemv_n)(const float *x, const float *b, long ldb, float *y, long n, long k, float alpha, float beta);
+  /* s[j] = exp(s[j] - mx) for j < n; returns the sum. */
+  float (*exp_shift_sum)(float *s, long n, float mx);
+  /* max(x[0..n)), -inf when n == 0. */
+  float (*row_max)(const float *x, long n);
+  /* Fused SwiGLU forward / backward over [0, n) (transcendental-heavy: worth the wide vectors). */
+  void (*swiglu)(const float *g, const float *u, float *y, long n);
+  void (*swiglu_bwd)(const float *g, const float *u, const float *dy, float *dg, float *du, long n);
+  /* Independent FMA chains, `iters` rounds (for measuring this core's FMA peak); returns FLOPs. */
+  double (*fma_probe)(long iters);
+} isa_t;
+
+const isa_t *isa_generic(void);
+#if defined(SKYMOE_X86)
+const isa_t *isa_avx2(void);
+const isa_t *isa_avx512(void);
+#endif
+/* The best table this CPU supports, or the one named (NULL when unknown or unsupported). */
+const isa_t *isa_select(const char *forced, const char **why);
+
+/* ------------------------------------------------------------------ context */
+typedef struct scratch {
+  float *apack, *bpack; /* GEMM packing buffers */
+  float *tile;          /* attention tiles and row scratch, tile_floats long */
+  size_t tile_floats;
+  double *acc;          /* per-thread reduction buffer (rmsnorm dw) */
+  size_t acc_len;
+} scratch_t;
+
+typedef struct ctx {
+  char *base;           /* start of the reserved region; JS offsets are relative to it */
+  size_t reserved;      /* bytes reserved (virtual) */
+  const isa_t *isa;
+  pool_t *pool;
+  int threads;
+  scratch_t *scratch;   /* one per thread */
+  int refs;             /* owner + live external ArrayBuffers; munmap at zero */
+  int disposed;
+} ctx_t;
+
+/* Grow every thread's tile / acc scratch to at least `floats` / `len` (call before pool_run); 0 on failure. */
+int scratch_tiles(ctx_t *c, size_t floats);
+int scratch_acc(ctx_t *c, size_t len);
+
+/* ------------------------------------------------------------------ GEMM (gemm.c) */
+/* Single-threaded strided GEMM on thread `tid`'s scratch: C = alpha op(A) op(B) + beta C. */
+void gemm_st(ctx_t *c, int tid, int ta, int tb, long m, long n, long k, float alpha,
+             const float *a, long lda, const float *b, long ldb, float beta, float *cm, long ldc);
+/* The same split over all threads. */
+/* op(A) [m, k] packed once for several products (m <= isa->mc, k <= isa->kc); apack holds
+   ceil(m / MR) * MR * k floats. Then C = alpha * Apacked @ op(B) + beta * C with op(B) [k, n]. */
+void gemm_pack_a(const isa_t *isa, const float *a, long lda, int ta, long m, long k, float *apack);
+void gemm_prepacked_a(ctx_t *c, int tid, const float *apack, long m, long n, long k, float alpha, const float *b,
+                      long ldb, int tb, float beta, float *cm, long ldc);
+void gemm_mt(ctx_t *c, int ta, int tb, long m, long n, long k, float alpha,
+             const float *a, long lda, const float *b, long ldb, float beta, float *cm, long ldc);
+void k_matmul(ctx_t *c, const float *a, const float *b, float *cm, long m, long k, long n, int ta, int tb,
+              long batch, long sa, long sb, long sc, float beta);
+void k_grouped_matmul(ctx_t *c, int mode, const float *a, const float *b, float *cm, const int32_t *off,
+                      long groups, long m, long k, float beta);
+
+/* ------------------------------------------------------------------ attention (attention.c) */
+void k_attention(ctx_t *c, const float *q, const float *k, const float *v, float *o, float *lse, long B,
+                 long Tq, long Tk, long H, long Hkv, long D, long kvbs, long qoff, float scale);
+void k_attention_backward(ctx_t *c, const float *q, const float *k, const float *v, const float *o,
+                          const float *lse, const float *dout, float *dq, float *dk, float *dv, long B,
+                          long Tq, long Tk, long H, long Hkv, long D, long kvbs, long qoff, float scale);
+
+/* ------------------------------------------------------------------ everything else (ops.c) */
+void k_fill(ctx_t *c, void *out, long n, double value, int is_int);
+void k_copy2d(ctx_t *c, const int32_t *src, int32_t *dst, long rows, long cols, long ss, long ds);
+void k_binary(ctx_t *c, int op, const float *a, const float *b, float *out, const long *shape,
+              const long *sa, const long *sb);
+void k_unary(ctx_t *c, int op, const float *x, float *y, long n);
+void k_unary_backward(ctx_t *c, int op, const float *x, const float *y, const float *dy, float *dx, long n);
+void k_axpby(ctx_t *c, const float *x, float *y, long n, float alpha, float beta);
+int k_reduce_to(ctx_t *c, const float *g, float *out, const long *shape, const long *oshape);
+void k_swiglu(ctx_t *c, const float *g, const float *u, float *y, long n);
+void k_swiglu_backward(ctx_t *c, const float *g, const float *u, const float *dy, float *dg, float *du, long n);
+void k_softmax(ctx_t *c, const float *x, float *y, long rows, long cols);
+void k_softmax_backward(ctx_t *c, const float *y, const float *dy, float *dx, long rows, long cols);
+void k_cross_entropy(ctx_t *c, const float *x, const int32_t *t, float *loss, float *lse, long rows,
+                     long cols, long ignore);
+void k_cross_entropy_backward(ctx_t *c, const float *x, const int32_t *t, const float *lse, float *dx,
+                              long rows, long cols, long ignore, float scale);
+void k_rmsnorm(ctx_t *c, const float *x, const float *w, float *y, float *rstd, long rows, long cols, float eps);
+int k_rmsnorm_backward(ctx_t *c, const float *x, const float *w, const float *rstd, const float *dy, float *dx,
+                       float *dw, long rows, long cols);
+void k_sum_rows(ctx_t *c, const float *x, float *y, long rows, long cols);
+void k_std_rows(ctx_t *c, const float *x, float *y, long rows, long cols, int unbiased);
+void k_std_rows_backward(ctx_t *c, const float *x, const float *std, const float *dy, float *dx, long rows,
+                         long cols, int unbiased);
+void k_topk(ctx_t *c, const float *x, float *values, int32_t *idx, long rows, long cols, long k);
+void k_transpose(ctx_t *c, const float *x, float *y, long batch, long rows, long cols);
+void k_gather_rows(ctx_t *c, const float *table, const int32_t *ids, float *out, long n, long cols);
+void k_scatter_add_rows(ctx_t *c, const float *src, const int32_t *ids, float *table, long n, long cols);
+void k_rope(ctx_t *c, const float *x, float *y, const float *cs, const float *sn, const int32_t *pos,
+            long ntok, long heads, long dim, int inverse);
+double k_sum_squares(ctx_t *c, const float *x, long n);
+void k_adamw(ctx_t *c, float *p, const float *g, float *m, float *v, long n, float lr, float b1, float b2,
+             float eps, float wd, float bc1, float bc2);
+
+/* ------------------------------------------------------------------ helpers */
+/* Split [0, n) into nthreads nearly equal ranges aligned to `align`; range of thread tid. */
+static inline void split_range(long n, long align, int tid, int nthreads, long *lo, long *hi) {
+  long units = (n + align - 1) / align;
+  long per = units / nthreads, extra = units % nthreads;
+  long u0 = tid * per + (tid < extra ? tid : extra);
+  long u1 = u0 + per + (tid < extra ? 1 : 0);
+  *lo = u0 * align < n ? u0 * align : n;
+  *hi = u1 * align < n ? u1 * align : n;
+}
+
+#endif
