@@ -8,6 +8,7 @@ import { runInit } from './init.js';
 import { runInspect } from './inspect.js';
 import { runScore } from './score.js';
 import { runSelfcheck } from './selfcheck.js';
+import { runTrain } from './train.js';
 
 const program = new Command();
 program.name('skymoe').description('Skywork-MoE in TypeScript: train, upcycle, plan, quantize, generate, serve').version('0.1.0');
@@ -65,6 +66,45 @@ program
   .addOption(backendOption())
   .addOption(threadsOption())
   .action(runGenerate);
+
+program
+  .command('train')
+  .description('train a model on text with the report\'s techniques (adaptive aux loss, logit normalization); resumable')
+  .option('--preset <name>', 'start from a preset with random weights (default tiny)')
+  .option('--model <dir>', 'start from a model directory (HF layout, with tokenizer)')
+  .option('--corpus <paths...>', '.txt/.jsonl files or folders (default: Moby Dick, built in)')
+  .option('--out <dir>', 'run directory for a new run (metrics.jsonl, checkpoints/)')
+  .option('--resume <dir>', 'continue the run in this directory from its latest checkpoint')
+  .option('--steps <n>', 'optimizer steps (default 200)', positiveInt)
+  .option('--batch <n>', 'sequences per micro-batch (default 8)', positiveInt)
+  .option('--seq <n>', 'tokens per sequence (default 128)', positiveInt)
+  .option('--accum <n>', 'micro-batches per step (default 1)', positiveInt)
+  .option('--lr <x>', 'peak learning rate (default 3e-3)', number)
+  .option('--min-lr <x>', 'final learning rate (default 3e-4)', number)
+  .option('--warmup <n>', 'warmup steps (default 20)', nonNegInt)
+  .addOption(new Option('--schedule <kind>', 'LR schedule (default cosine)').choices(['cosine', 'constant', 'wsd']))
+  .option('--weight-decay <x>', 'AdamW decoupled weight decay on matrices (default 0.1)', number)
+  .option('--clip <x>', 'global gradient-norm clip, 0 = off (default 1)', number)
+  .option('--seed <n>', 'seed of init and data sampling (default 0)', nonNegInt)
+  .option('--eval-every <n>', 'validation every n steps (default 50)', nonNegInt)
+  .option('--eval-batches <n>', 'validation batches (default 8)', positiveInt)
+  .option('--save-every <n>', 'checkpoint every n steps (default 100; always at the end)', nonNegInt)
+  .option('--keep <n>', 'checkpoints kept (default 2)', positiveInt)
+  .option('--capacity-factor <x>', 'expert capacity factor (default 1.25)', number)
+  .option('--dropless', 'no capacity limit (no drops)')
+  .addOption(new Option('--drop-policy <p>', 'which assignments an over-full expert drops first (default probability)').choices(['probability', 'position']))
+  .addOption(new Option('--aux <kind>', 'aux-loss controller (default skywork)').choices(['skywork', 'fixed', 'bias', 'none']))
+  .addOption(new Option('--aux-loss <form>', 'load-balancing loss weighted by the controller (default skywork eq. 4)').choices(['skywork', 'switch']))
+  .option('--alpha <x>', 'fixed coefficient, or initial alpha of the adaptive controller (default 0.01)', number)
+  .option('--xi <x>', 'adaptive controller xi (default 0.2)', number)
+  .option('--alpha-max <x>', 'adaptive controller alpha_max (default 0.01)', number)
+  .option('--beta <x>', 'adaptive controller EMA beta (default 0.99)', number)
+  .option('--bias-rate <x>', 'aux-loss-free bias update rate (default 1e-3)', number)
+  .option('--z-loss <x>', 'router z-loss coefficient (default 0: off)', number)
+  .option('--val-fraction <x>', 'held-out fraction of the corpus (default 0.05)', number, 0.05)
+  .addOption(backendOption())
+  .addOption(threadsOption())
+  .action(runTrain);
 
 program.parseAsync().catch((e: unknown) => {
   console.error(`skymoe: ${(e as Error).message}`);

@@ -1,0 +1,158 @@
+/** `skymoe train`: train on text with the report's techniques; progress line, metrics, checkpoints, resume. */
+import type { BackendName } from '../backend/backend.js';
+import type { ControllerKind } from '../train/aux-controller.js';
+import { DEFAULT_TRAIN, resumeRun, startRun } from '../train/run.js';
+import type { ScheduleKind } from '../train/schedule.js';
+import type { StepMetrics, Trainer, TrainOptions } from '../train/trainer.js';
+import { useBackend } from './common.js';
+
+export interface TrainCliOptions {
+  preset?: string;
+  model?: string;
+  corpus?: string[];
+  out?: string;
+  resume?: string;
+  steps?: number;
+  batch?: number;
+  seq?: number;
+  accum?: number;
+  lr?: number;
+  minLr?: number;
+  warmup?: number;
+  schedule?: ScheduleKind;
+  weightDecay?: number;
+  clip?: number;
+  seed?: number;
+  evalEvery?: number;
+  evalBatches?: number;
+  saveEvery?: number;
+  keep?: number;
+  capacityFactor?: number;
+  dropless?: boolean;
+  dropPolicy?: 'probability' | 'position';
+  aux?: ControllerKind | 'none';
+  auxLoss?: 'skywork' | 'switch';
+  alpha?: number;
+  xi?: number;
+  alphaMax?: number;
+  beta?: number;
+  biasRate?: number;
+  zLoss?: number;
+  valFraction: number;
+  backend?: BackendName;
+  threads?: number;
+}
+
+function fmtTime(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
+  return h ? `${h}h${String(m).padStart(2, '0')}m` : m ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
+}
+
+/** The options the user gave, on top of the defaults (or of the resumed run's). */
+function overrides(o: TrainCliOptions): Partial<TrainOptions> {
+  const r: Partial<TrainOptions> = {};
+  const set = <K extends keyof TrainOptions>(k: K, v: TrainOptions[K] | undefined) => {
+    if (v !== undefined) r[k] = v;
+  };
+  set('steps', o.steps);
+  set('batch', o.batch);
+  set('seq', o.seq);
+  set('accum', o.accum);
+  set('lr', o.lr);
+  set('minLr', o.minLr);
+  set('warmup', o.warmup);
+  set('schedule', o.schedule);
+  set('weightDecay', o.weightDecay);
+  set('clip', o.clip);
+  set('seed', o.seed);
+  set('evalEvery', o.evalEvery);
+  set('evalBatches', o.evalBatches);
+  set('saveEvery', o.saveEvery);
+  set('keep', o.keep);
+  set('dropPolicy', o.dropPolicy);
+  set('zLossCoef', o.zLoss);
+  if (o.dropless) r.capacityFactor = null;
+  else set('capacityFactor', o.capacityFactor);
+  const c = { ...DEFAULT_TRAIN.controller };
+  let controllerChanged = false;
+  for (const [k, v] of [['alpha', o.alpha], ['xi', o.xi], ['alphaMax', o.alphaMax], ['beta', o.beta], ['biasRate', o.biasRate]] as const) {
+    if (v !== undefined) {
+      c[k] = v;
+      controllerChanged = true;
+    }
+  }
+  if (o.aux !== undefined) {
+    controllerChanged = true;
+    if (o.aux === 'none') {
+      c.kind = 'fixed';
+      c.alpha = 0;
+      r.auxLoss = 'none';
+    } else {
+      c.kind = o.aux;
+      r.auxLoss = o.aux === 'bias' ? 'none' : o.auxLoss ?? 'skywork';
+    }
+  } else if (o.auxLoss) r.auxLoss = o.auxLoss;
+  if (controllerChanged) r.controller = c;
+  return r;
+}
+
+export function progressLine(m: StepMetrics, t: Trainer, startedAt: number, startStep: number): string {
+  const elapsed = (performance.now() - startedAt) / 1000;
+  const rate = (t.step - startStep) / Math.max(1e-9, elapsed);
+  const eta = (t.o.steps - t.step) / rate;
+  const drop = m.dropRate.length ? ` | drop ${(100 * Math.max(...m.dropRate)).toFixed(1)}%` : '';
+  const val = m.valLoss !== undefined ? ` | val ${m.valLoss.toFixed(3)} (ppl ${m.valPpl!.toFixed(1)})` : '';
+  return `step ${t.step}/${t.o.steps} | loss ${m.loss.toFixed(4)} | ce ${m.ce.toFixed(4)}${drop} | ${m.tokensPerSec.toFixed(0)} tok/s | lr ${m.lr.toExponential(2)} | ETA ${fmtTime(eta)}${val}`;
+}
+
+export async function runTrain(o: TrainCliOptions): Promise<void> {
+  if (o.resume && (o.preset || o.model || o.out)) throw new Error('train: --resume continues a run as it was; do not combine it with --preset, --model or --out');
+  if (!o.resume && !o.out) throw new Error('train: give --out RUN_DIR for a new run (or --resume RUN_DIR)');
+  if (o.preset && o.model) throw new Error('train: give --preset or --model, not both');
+  const be = await useBackend(o);
+  const tty = process.stderr.isTTY;
+  let startedAt = performance.now();
+  let startStep = 0;
+  let lastPrint = -Infinity;
+  const hooks = {
+    onStep: (m: StepMetrics, t: Trainer) => {
+      const line = progressLine(m, t, startedAt, startStep);
+      const keepLine = m.valLoss !== undefined || t.step === t.o.steps;
+      if (tty) process.stderr.write(`\r${line}\u001b[K${keepLine ? '\n' : ''}`);
+      else if (keepLine || performance.now() - lastPrint > 5000) {
+        process.stderr.write(`${line}\n`);
+        lastPrint = performance.now();
+      }
+    },
+    onWarn: (msg: string) => process.stderr.write(`${tty ? '\n' : ''}warning: ${msg}\n`),
+    onCheckpoint: (dir: string) => process.stderr.write(`${tty ? '\n' : ''}checkpoint ${dir}\n`),
+  };
+  const handle = o.resume
+    ? await resumeRun(o.resume, be, overrides(o), hooks)
+    : await startRun(o.out!, { modelDir: o.model, preset: o.model ? undefined : o.preset ?? 'tiny', corpus: o.corpus ?? [], valFraction: o.valFraction, modelSeed: o.seed ?? 0 }, { ...DEFAULT_TRAIN, ...overrides(o) }, be, hooks);
+  const t = handle.trainer;
+  const runDir = o.resume ?? o.out!;
+  process.stderr.write(
+    `${handle.info.resumedFrom ? `resuming from ${handle.info.resumedFrom} at step ${t.step}` : 'new run'} in ${runDir}: ${t.model.config.layout} model, corpus ${handle.info.corpus} (${handle.info.tokens} tokens${handle.info.cached ? ', cached' : ''}), ${be.describe()}\n`,
+  );
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write('\ninterrupt: finishing this step, saving a checkpoint (Ctrl-C again to quit without saving)\n');
+  };
+  process.on('SIGINT', onSigint);
+  startedAt = performance.now();
+  startStep = t.step;
+  try {
+    const r = await t.run(() => interrupted);
+    const v = r.last?.valLoss !== undefined ? r.last : undefined;
+    process.stderr.write(`${r.stopped ? 'stopped' : 'done'} at step ${t.step}${v ? `: validation loss ${v.valLoss!.toFixed(4)}, perplexity ${v.valPpl!.toFixed(2)}` : ''}; metrics ${t.metricsPath}; resume with: skymoe train --resume ${runDir}\n`);
+  } finally {
+    process.off('SIGINT', onSigint);
+    t.dispose();
+    t.model.dispose();
+    await be.dispose();
+  }
+}

@@ -1,0 +1,315 @@
+/**
+ * The training loop: micro-batches with gradient accumulation, the loss of the report
+ * (L = L_ce + sum_l alpha_l L_aux_l, plus an optional router z-loss), global-norm clipping,
+ * AdamW on a schedule, aux-loss controllers updated from each layer's drop rate, validation,
+ * router monitoring with warnings, metrics JSONL and resumable checkpoints.
+ */
+import { createHash } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BpeTokenizer } from '../io/tokenizer/index.js';
+import type { DropPolicy, RouterStats } from '../model/moe.js';
+import type { SkyworkMoE } from '../model/skywork-moe.js';
+import * as T from '../tensor/index.js';
+import { AuxController, type ControllerOptions, type ControllerState } from './aux-controller.js';
+import { saveCheckpoint, STATE_VERSION, type TrainerState } from './checkpoint.js';
+import type { Batch, TokenDataset } from './data.js';
+import { AdamW } from './optimizer.js';
+import { learningRate, type ScheduleKind } from './schedule.js';
+
+export interface TrainOptions {
+  steps: number;
+  /** Sequences per micro-batch and their length. */
+  batch: number;
+  seq: number;
+  /** Micro-batches per optimizer step. */
+  accum: number;
+  lr: number;
+  minLr: number;
+  warmup: number;
+  schedule: ScheduleKind;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  clip: number;
+  seed: number;
+  evalEvery: number;
+  evalBatches: number;
+  saveEvery: number;
+  keep: number;
+  /** Router during training. */
+  capacityFactor: number | null;
+  dropPolicy: DropPolicy;
+  /** Which load-balancing loss the controller weights ('none' with the bias controller). */
+  auxLoss: 'skywork' | 'switch' | 'none';
+  zLossCoef: number;
+  controller: ControllerOptions;
+  /** Warn when an expert receives no tokens for this many consecutive steps. */
+  deadExpertSteps: number;
+  /** Warn when a layer's drop rate stays above `dropWarnRate` for `dropWarnSteps` steps. */
+  dropWarnRate: number;
+  dropWarnSteps: number;
+}
+
+export interface StepMetrics {
+  step: number;
+  loss: number;
+  ce: number;
+  aux: number[];
+  alpha: number[];
+  dropRate: number[];
+  tokensPerExpert: number[][];
+  max1OverMax2: number[];
+  max2OverMax3: number[];
+  entropy: number[];
+  gradNorm: number;
+  lr: number;
+  tokensPerSec: number;
+  valLoss?: number;
+  valPpl?: number;
+}
+
+/** Options that must match between a run and its resume (the rest may change, e.g. steps). */
+export function optionsHash(o: TrainOptions): string {
+  const fixed = { batch: o.batch, seq: o.seq, accum: o.accum, seed: o.seed, capacityFactor: o.capacityFactor, dropPolicy: o.dropPolicy, auxLoss: o.auxLoss, controller: o.controller.kind };
+  return createHash('sha256').update(JSON.stringify(fixed)).digest('hex').slice(0, 16);
+}
+
+interface WarningState {
+  /** Per MoE layer, per expert: consecutive steps with no tokens. */
+  idle: number[][];
+  /** Per MoE layer: consecutive steps above the drop-rate threshold. */
+  highDrop: number[];
+}
+
+export interface TrainerHooks {
+  /** Called after every optimizer step. */
+  onStep?: (m: StepMetrics, t: Trainer) => void;
+  onWarn?: (msg: string) => void;
+  onCheckpoint?: (dir: string) => void;
+}
+
+export class Trainer {
+  readonly opt: AdamW;
+  readonly controller: AuxController;
+  step = 0;
+  tokensSeen = 0;
+  private warnings: WarningState;
+  private readonly moeLayers: number;
+  private valCache: Batch[] | null = null;
+
+  constructor(
+    readonly model: SkyworkMoE,
+    readonly tokenizer: BpeTokenizer,
+    readonly data: TokenDataset,
+    readonly o: TrainOptions,
+    readonly runDir: string,
+    readonly hooks: TrainerHooks = {},
+  ) {
+    const c = model.config;
+    this.moeLayers = Array.from({ length: c.numLayers }, (_, l) => l).filter((l) => c.numExperts > 0 && (l + 1) % c.moeInterval === 0).length;
+    this.opt = new AdamW(model.parameters(), { beta1: o.beta1, beta2: o.beta2, eps: 1e-8, weightDecay: o.weightDecay });
+    this.controller = new AuxController(o.controller, this.moeLayers, Math.max(1, c.numExperts));
+    this.warnings = { idle: Array.from({ length: this.moeLayers }, () => Array(c.numExperts).fill(0)), highDrop: Array(this.moeLayers).fill(0) };
+    mkdirSync(runDir, { recursive: true });
+  }
+
+  get metricsPath(): string {
+    return join(this.runDir, 'metrics.jsonl');
+  }
+
+  /** Continue from a checkpoint's state (model and optimizer moments loaded by the caller). */
+  restore(state: TrainerState): void {
+    if (state.optionsHash !== optionsHash(this.o)) {
+      throw new Error('resume: batch, sequence length, accumulation, seed, capacity, drop policy, aux loss or controller differ from the checkpointed run');
+    }
+    this.step = state.step;
+    this.tokensSeen = state.tokensSeen;
+    this.data.setState(state.dataRng);
+    this.controller.load(state.controller as ControllerState);
+    this.warnings = structuredClone(state.warnings as WarningState);
+    // Metrics written after the checkpoint (a crash between save and the next save) are dropped.
+    if (existsSync(this.metricsPath)) {
+      const kept = readFileSync(this.metricsPath, 'utf8').split('\n').filter((l) => l && (JSON.parse(l) as { step: number }).step <= state.step);
+      writeFileSync(this.metricsPath, kept.map((l) => `${l}\n`).join(''));
+    }
+  }
+
+  private state(): TrainerState {
+    return {
+      version: STATE_VERSION,
+      step: this.step,
+      tokensSeen: this.tokensSeen,
+      adamStep: this.opt.step,
+      dataRng: this.data.getState(),
+      controller: this.controller.state,
+      warnings: this.warnings,
+      optionsHash: optionsHash(this.o),
+    };
+  }
+
+  async checkpoint(): Promise<string> {
+    const dir = await saveCheckpoint(this.runDir, this.model, this.tokenizer, this.opt, this.state(), this.o.keep);
+    this.hooks.onCheckpoint?.(dir);
+    return dir;
+  }
+
+  /** One micro-batch forward and backward; returns the loss parts and router stats. */
+  private microStep(b: Batch, scale: number): { loss: number; ce: number; aux: number[]; stats: RouterStats[] } {
+    const be = this.model.backend;
+    const V = this.model.config.vocabSize;
+    return T.tidy(() => {
+      const bias = Array.from({ length: this.model.config.numLayers }, () => undefined as Float32Array | undefined);
+      let mi = 0;
+      for (let l = 0; l < this.model.config.numLayers; l++) {
+        if (this.model.config.numExperts > 0 && (l + 1) % this.model.config.moeInterval === 0) bias[l] = this.controller.bias(mi++);
+      }
+      const out = this.model.forward(T.tensor(b.inputs, [b.batch, b.seq], 'i32', be), {
+        moe: { capacityFactor: this.o.capacityFactor, dropPolicy: this.o.dropPolicy, auxLoss: this.o.auxLoss, zLoss: this.o.zLossCoef > 0 },
+        expertBias: bias,
+      });
+      const ce = T.crossEntropy(T.reshape(out.logits, [b.batch * b.seq, V]), T.tensor(b.targets, [b.batch * b.seq], 'i32', be));
+      let loss = ce;
+      const aux: number[] = [];
+      out.moe.forEach((l, i) => {
+        if (l.aux) {
+          aux.push(l.aux.item());
+          const a = this.controller.alpha(i);
+          if (a > 0) loss = T.add(loss, T.scale(l.aux, a));
+        } else aux.push(0);
+        if (l.zLoss) loss = T.add(loss, T.scale(l.zLoss, this.o.zLossCoef));
+      });
+      const lossValue = loss.item();
+      T.backward(scale === 1 ? loss : T.scale(loss, scale));
+      return { loss: lossValue, ce: ce.item(), aux, stats: out.moe.map((l) => l.stats) };
+    });
+  }
+
+  /**
+   * Forward and backward over `accum` micro-batches, accumulating into the parameters' .grad
+   * (each micro-batch loss scaled by 1/accum, so the sum is the mean over the whole batch).
+   */
+  accumulateGradients(): { loss: number; ce: number; aux: number[]; stats: RouterStats[] } {
+    const o = this.o;
+    let loss = 0, ce = 0;
+    const aux = Array(this.moeLayers).fill(0);
+    const statsSum: RouterStats[] = [];
+    for (let a = 0; a < o.accum; a++) {
+      const r = this.microStep(this.data.nextBatch(o.batch), 1 / o.accum);
+      loss += r.loss / o.accum;
+      ce += r.ce / o.accum;
+      r.aux.forEach((v, i) => (aux[i] += v / o.accum));
+      r.stats.forEach((s, i) => {
+        const acc = statsSum[i];
+        if (!acc) statsSum[i] = { ...s, routedPerExpert: [...s.routedPerExpert], tokensPerExpert: [...s.tokensPerExpert], dropRate: s.dropRate / o.accum, max1OverMax2: s.max1OverMax2 / o.accum, max2OverMax3: s.max2OverMax3 / o.accum, entropy: s.entropy / o.accum };
+        else {
+          s.routedPerExpert.forEach((v, e) => (acc.routedPerExpert[e]! += v));
+          s.tokensPerExpert.forEach((v, e) => (acc.tokensPerExpert[e]! += v));
+          acc.dropRate += s.dropRate / o.accum;
+          acc.max1OverMax2 += s.max1OverMax2 / o.accum;
+          acc.max2OverMax3 += s.max2OverMax3 / o.accum;
+          acc.entropy += s.entropy / o.accum;
+        }
+      });
+    }
+    return { loss, ce, aux, stats: statsSum };
+  }
+
+  /** One optimizer step over `accum` micro-batches. */
+  trainStep(): StepMetrics {
+    const t0 = performance.now();
+    const o = this.o;
+    const { loss, ce, aux, stats: statsSum } = this.accumulateGradients();
+    const gradNorm = this.opt.clipGradNorm(o.clip);
+    const lr = learningRate({ kind: o.schedule, lr: o.lr, minLr: o.minLr, warmupSteps: o.warmup, totalSteps: o.steps }, this.step);
+    this.opt.update(lr);
+    const alpha = statsSum.map((_, i) => this.controller.alpha(i));
+    this.controller.update(statsSum); // report eqs. 7-9: alpha for the next step from this step's drop rate
+    this.step++;
+    const tokens = o.accum * o.batch * o.seq;
+    this.tokensSeen += tokens;
+    this.watch(statsSum);
+    const m: StepMetrics = {
+      step: this.step,
+      loss,
+      ce,
+      aux,
+      alpha,
+      dropRate: statsSum.map((s) => s.dropRate),
+      tokensPerExpert: statsSum.map((s) => s.tokensPerExpert),
+      max1OverMax2: statsSum.map((s) => s.max1OverMax2),
+      max2OverMax3: statsSum.map((s) => s.max2OverMax3),
+      entropy: statsSum.map((s) => s.entropy),
+      gradNorm,
+      lr,
+      tokensPerSec: tokens / ((performance.now() - t0) / 1000),
+    };
+    return m;
+  }
+
+  /** Router monitoring: dead experts and persistently high drop rates. */
+  private watch(stats: RouterStats[]): void {
+    const o = this.o;
+    const layers = this.moeLayerIndices();
+    stats.forEach((s, i) => {
+      s.routedPerExpert.forEach((n, e) => {
+        const idle = this.warnings.idle[i]!;
+        idle[e] = n === 0 ? idle[e]! + 1 : 0;
+        if (idle[e] === o.deadExpertSteps) this.hooks.onWarn?.(`layer ${layers[i]}: expert ${e} received no tokens for ${o.deadExpertSteps} steps (dead expert)`);
+      });
+      this.warnings.highDrop[i] = s.dropRate > o.dropWarnRate ? this.warnings.highDrop[i]! + 1 : 0;
+      if (this.warnings.highDrop[i] === o.dropWarnSteps) {
+        this.hooks.onWarn?.(`layer ${layers[i]}: drop rate above ${(100 * o.dropWarnRate).toFixed(0)}% for ${o.dropWarnSteps} steps (now ${(100 * s.dropRate).toFixed(1)}%)`);
+      }
+    });
+  }
+
+  private moeLayerIndices(): number[] {
+    const c = this.model.config;
+    return Array.from({ length: c.numLayers }, (_, l) => l).filter((l) => c.numExperts > 0 && (l + 1) % c.moeInterval === 0);
+  }
+
+  /** Mean validation cross-entropy over the fixed held-out batches (dropless routing), and perplexity. */
+  evaluate(): { loss: number; ppl: number; tokens: number } {
+    this.valCache ??= this.data.valBatches(this.o.batch, this.o.evalBatches);
+    if (this.valCache.length === 0) return { loss: NaN, ppl: NaN, tokens: 0 };
+    const be = this.model.backend;
+    const V = this.model.config.vocabSize;
+    let sum = 0;
+    for (const b of this.valCache) {
+      sum += T.noGrad(() =>
+        T.tidy(() => T.crossEntropy(T.reshape(this.model.forward(T.tensor(b.inputs, [b.batch, b.seq], 'i32', be)).logits, [b.batch * b.seq, V]), T.tensor(b.targets, [b.batch * b.seq], 'i32', be)).item()),
+      );
+    }
+    const loss = sum / this.valCache.length;
+    return { loss, ppl: Math.exp(loss), tokens: this.valCache.length * this.o.batch * this.o.seq };
+  }
+
+  /**
+   * Train until `steps` (or until `shouldStop()` says so after a step: then checkpoint and
+   * return). Evaluates every evalEvery steps, checkpoints every saveEvery steps and at the end.
+   */
+  async run(shouldStop: () => boolean = () => false): Promise<{ stopped: boolean; last?: StepMetrics }> {
+    let last: StepMetrics | undefined;
+    while (this.step < this.o.steps) {
+      const m = this.trainStep();
+      if (this.o.evalEvery > 0 && (this.step % this.o.evalEvery === 0 || this.step === this.o.steps)) {
+        const v = this.evaluate();
+        m.valLoss = v.loss;
+        m.valPpl = v.ppl;
+      }
+      appendFileSync(this.metricsPath, `${JSON.stringify(m)}\n`);
+      this.hooks.onStep?.(m, this);
+      last = m;
+      await new Promise<void>((r) => setImmediate(r)); // let signals (SIGINT) and I/O in between steps
+      const stop = shouldStop();
+      if (stop || this.step === this.o.steps || (this.o.saveEvery > 0 && this.step % this.o.saveEvery === 0)) await this.checkpoint();
+      if (stop) return { stopped: true, last };
+    }
+    return { stopped: false, last };
+  }
+
+  dispose(): void {
+    this.opt.dispose();
+  }
+}
