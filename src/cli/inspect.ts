@@ -1,5 +1,7 @@
 /** `skymoe inspect DIR | --preset NAME`: config summary, total and active parameters, stored dtypes and bytes. */
-import { describeCheckpoint, readConfig } from '../io/hf.js';
+import { JsBackend } from '../backend/js/index.js';
+import { describeCheckpoint, loadModel, readConfig } from '../io/hf.js';
+import { expertSimilarity } from '../upcycle/similarity.js';
 import type { ModelConfig } from '../model/config.js';
 import { countParams, formatCount } from '../model/params.js';
 import { preset } from '../model/presets.js';
@@ -21,6 +23,7 @@ export function inspectConfig(cfg: ModelConfig): string[] {
 }
 
 export function runInspect(dir: string | undefined, o: { preset?: string }): void {
+  // Loading for expert similarity uses the js backend: no threads to start for a one-off read.
   if ((dir === undefined) === (o.preset === undefined)) throw new Error('inspect: give a model directory or --preset NAME (one of them)');
   if (o.preset) {
     console.log(`preset        ${o.preset}`);
@@ -31,6 +34,12 @@ export function runInspect(dir: string | undefined, o: { preset?: string }): voi
   console.log(`model         ${dir}`);
   for (const l of inspectConfig(cfg)) console.log(l);
   const d = describeCheckpoint(dir!);
+  if (cfg.numExperts > 0 && countParams(cfg).total * 4 < 2e9) {
+    const be = new JsBackend();
+    const model = loadModel(dir!, be);
+    console.log(`expert sim.   ${expertSimilarity(model).map((s) => s.toFixed(4)).join(' ')} (mean pairwise cosine per MoE layer)`);
+    model.dispose();
+  }
   const dtypes = Object.entries(d.bytesByDtype).map(([k, v]) => `${k} ${fmtBytes(v)}`).join(', ');
   console.log(`stored        ${d.tensors} tensors, ${d.elements} values in ${d.files.join(', ')}; ${dtypes}`);
 }

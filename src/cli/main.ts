@@ -9,6 +9,8 @@ import { runInspect } from './inspect.js';
 import { runScore } from './score.js';
 import { runSelfcheck } from './selfcheck.js';
 import { runTrain } from './train.js';
+import { runUpcycle } from './upcycle.js';
+import { runAdvise } from './advise.js';
 
 const program = new Command();
 program.name('skymoe').description('Skywork-MoE in TypeScript: train, upcycle, plan, quantize, generate, serve').version('0.1.0');
@@ -105,6 +107,39 @@ program
   .addOption(backendOption())
   .addOption(threadsOption())
   .action(runTrain);
+
+program
+  .command('upcycle')
+  .description('turn a dense Llama-layout checkpoint into a Skywork-MoE one (each expert a copy of the FFN)')
+  .requiredOption('--from <dir>', 'dense model directory')
+  .requiredOption('--out <dir>', 'output directory')
+  .option('--experts <n>', 'experts per layer', positiveInt, 8)
+  .option('--top-k <k>', 'experts per token', positiveInt, 2)
+  .option('--gate-init-std <x>', 'router init std (default: initializer_range)', number)
+  .option('--noise <x>', 'relative std of noise added to each expert copy', number, 0)
+  .option('--no-logits-norm', 'disable gating logit normalization')
+  .option('--gate-norm-std <x>', 'lambda of the logit normalization', number, 1)
+  .addOption(new Option('--layout <layout>', 'output layout').choices(['skywork', 'mixtral']).default('skywork'))
+  .option('--seed <n>', 'router init seed', nonNegInt, 0)
+  .addOption(backendOption())
+  .addOption(threadsOption())
+  .action(runUpcycle);
+
+program
+  .command('advise')
+  .description('upcycle or train from scratch? (report section 3.2: scratch when C_moe >= 2 C_dense)')
+  .option('--dense <dir>', 'the dense checkpoint (config.json)')
+  .option('--dense-preset <name>', 'or a preset for it')
+  .option('--dense-tokens <n>', 'tokens the dense model was trained on', number)
+  .option('--moe <dir>', 'the planned MoE (config.json)')
+  .option('--moe-preset <name>', 'or a preset for it')
+  .option('--seq <n>', 'sequence length', positiveInt, 4096)
+  .option('--tokens <n>', 'MoE budget in tokens', number)
+  .option('--flops <n>', 'MoE budget in FLOPs', number)
+  .option('--gpu-hours <n>', 'MoE budget in GPU-hours', number)
+  .option('--gpu <kind>', 'GPU for --gpu-hours', 'a800-80g')
+  .option('--mfu <x>', 'achieved model FLOPs utilization for --gpu-hours', number, 0.4)
+  .action(runAdvise);
 
 program.parseAsync().catch((e: unknown) => {
   console.error(`skymoe: ${(e as Error).message}`);

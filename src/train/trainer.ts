@@ -11,6 +11,7 @@ import type { BpeTokenizer } from '../io/tokenizer/index.js';
 import type { DropPolicy, RouterStats } from '../model/moe.js';
 import type { SkyworkMoE } from '../model/skywork-moe.js';
 import * as T from '../tensor/index.js';
+import { expertSimilarity } from '../upcycle/similarity.js';
 import { AuxController, type ControllerOptions, type ControllerState } from './aux-controller.js';
 import { saveCheckpoint, STATE_VERSION, type TrainerState } from './checkpoint.js';
 import type { Batch, TokenDataset } from './data.js';
@@ -67,6 +68,8 @@ export interface StepMetrics {
   tokensPerSec: number;
   valLoss?: number;
   valPpl?: number;
+  /** Mean pairwise cosine similarity of the experts per MoE layer (on evaluation steps). */
+  expertSimilarity?: number[];
 }
 
 /** Options that must match between a run and its resume (the rest may change, e.g. steps). */
@@ -297,6 +300,7 @@ export class Trainer {
         const v = this.evaluate();
         m.valLoss = v.loss;
         m.valPpl = v.ppl;
+        if (this.moeLayers > 0) m.expertSimilarity = expertSimilarity(this.model); // report section 3.2: watch it fall
       }
       appendFileSync(this.metricsPath, `${JSON.stringify(m)}\n`);
       this.hooks.onStep?.(m, this);
