@@ -11,6 +11,8 @@ import { runSelfcheck } from './selfcheck.js';
 import { runTrain } from './train.js';
 import { runUpcycle } from './upcycle.js';
 import { runAdvise } from './advise.js';
+import { runDemoCli } from './demo.js';
+import { runExperiment } from './experiment.js';
 
 const program = new Command();
 program.name('skymoe').description('Skywork-MoE in TypeScript: train, upcycle, plan, quantize, generate, serve').version('0.1.0');
@@ -140,6 +142,33 @@ program
   .option('--gpu <kind>', 'GPU for --gpu-hours', 'a800-80g')
   .option('--mfu <x>', 'achieved model FLOPs utilization for --gpu-hours', number, 0.4)
   .action(runAdvise);
+
+program
+  .command('demo')
+  .description('the main job: dense -> upcycled MoE vs continued dense vs MoE from scratch on Moby Dick, with a report')
+  .option('--minutes <n>', 'training budget in minutes', number, 7)
+  .option('--out <dir>', 'output directory', 'runs/demo')
+  .option('--seed <n>', 'seed', nonNegInt, 0)
+  .option('--no-report', 'skip the HTML report')
+  .addOption(backendOption())
+  .addOption(threadsOption())
+  .action(runDemoCli);
+
+program
+  .command('experiment')
+  .description("the report's experiments at small scale: gate-norm (figure 3) or upcycle-vs-scratch (section 3.2)")
+  .argument('<name>', 'gate-norm | upcycle-vs-scratch')
+  .option('--preset <name>', 'MoE preset (upcycle-vs-scratch trains its dense twin first)', 'tiny')
+  .option('--minutes <n>', 'training budget in minutes', number, 3)
+  .option('--out <dir>', 'output directory (default runs/<name>)')
+  .option('--seed <n>', 'seed', nonNegInt, 0)
+  .option('--corpus <paths...>', '.txt/.jsonl files or folders (default: Moby Dick)')
+  .option('--seq <n>', 'sequence length', positiveInt, 128)
+  .option('--batch <n>', 'sequences per step', positiveInt, 8)
+  .option('--no-report', 'skip the HTML report')
+  .addOption(backendOption())
+  .addOption(threadsOption())
+  .action(runExperiment);
 
 program.parseAsync().catch((e: unknown) => {
   console.error(`skymoe: ${(e as Error).message}`);
