@@ -13,6 +13,7 @@ import { runUpcycle } from './upcycle.js';
 import { runAdvise } from './advise.js';
 import { runDemoCli } from './demo.js';
 import { runExperiment } from './experiment.js';
+import { runReport } from './report.js';
 
 const program = new Command();
 program.name('skymoe').description('Skywork-MoE in TypeScript: train, upcycle, plan, quantize, generate, serve').version('0.1.0');
@@ -169,6 +170,17 @@ program
   .addOption(backendOption())
   .addOption(threadsOption())
   .action(runExperiment);
+
+program
+  .command('report')
+  .description('an HTML page and PNG charts of training runs: loss, alpha, drop rate, expert load, gate ratios, expert similarity')
+  .argument('<runDirs...>', 'run directories (each with metrics.jsonl)')
+  .option('--out <dir>', 'output directory (default RUN_DIR/report for one run, ./report-<timestamp> for several)')
+  .option('--title <text>', 'page title')
+  .option('--labels <names>', 'comma-separated legend names, one per run directory')
+  .action(async (dirs: string[], o) => {
+    await runReport(dirs, o);
+  });
 
 program.parseAsync().catch((e: unknown) => {
   console.error(`skymoe: ${(e as Error).message}`);

@@ -96,8 +96,7 @@ export async function runDemo(backend: Backend, o: DemoOptions, log: (m: string)
   const samples = ['Call me Ishmael', 'The whale', 'Captain Ahab said'].map((p, i) => sample(s, bestModel, p, o.seed + i));
   let reportPath: string | undefined;
   if (o.report) {
-    const reportModule = '../report/index.js';
-    const { buildReport } = (await import(reportModule)) as { buildReport: (dirs: string[], o: { outDir: string; title: string }) => Promise<{ html: string }> };
+    const { buildReport } = await import('../report/index.js');
     const r = await buildReport(runs.map((x) => x.dir), { outDir: join(o.outDir, 'report'), title: 'skymoe demo: upcycling vs dense vs scratch' });
     reportPath = r.html;
   }
