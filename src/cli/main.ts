@@ -147,7 +147,7 @@ program
 program
   .command('demo')
   .description('the main job: dense -> upcycled MoE vs continued dense vs MoE from scratch on Moby Dick, with a report')
-  .option('--minutes <n>', 'training budget in minutes', number, 7)
+  .option('--minutes <n>', 'training budget in minutes', number, 6)
   .option('--out <dir>', 'output directory', 'runs/demo')
   .option('--seed <n>', 'seed', nonNegInt, 0)
   .option('--no-report', 'skip the HTML report')
