@@ -14,6 +14,7 @@ import { runAdvise } from './advise.js';
 import { runDemoCli } from './demo.js';
 import { runExperiment } from './experiment.js';
 import { runReport } from './report.js';
+import { runPlan } from './plan.js';
 
 const program = new Command();
 program.name('skymoe').description('Skywork-MoE in TypeScript: train, upcycle, plan, quantize, generate, serve').version('0.1.0');
@@ -181,6 +182,32 @@ program
   .action(async (dirs: string[], o) => {
     await runReport(dirs, o);
   });
+
+program
+  .command('plan')
+  .description('choose and explain a parallel layout on a cluster (memory, tokens/s, MFU, EP/ETP/EDP, pipeline balance, Megatron-Core arguments); --inference for serving, --validate against published runs')
+  .option('--preset <name>', 'model preset')
+  .option('--config <file>', 'a config.json (or a model directory)')
+  .option('--gpus <n>', 'number of GPUs', positiveInt)
+  .option('--gpu <kind>', 'a800-80g, a100-40g, a100-80g, h100-sxm, h100-pcie, h800, h200, b200, l40s, rtx-4090, mi300x')
+  .option('--gpus-per-node <n>', 'GPUs per node (default: the usual server)', positiveInt)
+  .option('--intra-node-gbs <x>', 'per-GPU bandwidth inside a node, GB/s one way', number)
+  .option('--inter-node-gbs <x>', 'per-GPU bandwidth across nodes, GB/s one way', number)
+  .option('--global-batch-tokens <n>', 'global batch in tokens (default 2048 sequences)', positiveInt)
+  .option('--seq <n>', 'sequence length (default 4096)', positiveInt)
+  .option('--micro-batch <n>', 'fix the micro-batch size', positiveInt)
+  .addOption(new Option('--precision <p>', 'training compute / inference weights').choices(['bf16', 'fp8']))
+  .option('--zero <n>', 'ZeRO stage 0-3 (default 1)', nonNegInt)
+  .option('--distributed-optimizer', "Megatron's distributed optimizer (= ZeRO-1)")
+  .addOption(new Option('--recompute <mode>', 'restrict recomputation').choices(['none', 'selective', 'full']))
+  .option('--layout <spec>', 'evaluate one layout: tp=4,pp=12,dp=32,vp=1,mb=1,expert=edp,ep=4,etp=1,stages=5+5+...,recompute=none')
+  .option('--inference', 'plan FP8/BF16 serving instead of training')
+  .option('--batch-sizes <list>', 'decode batch sizes for --inference, e.g. 1,8,64,256')
+  .option('--context <n>', 'average context of a decode step (default 2048)', positiveInt)
+  .option('--top <n>', 'layouts to explain (default 3)', positiveInt)
+  .option('--validate', 'compare the step model with published runs')
+  .option('--json', 'print JSON')
+  .action(runPlan);
 
 program.parseAsync().catch((e: unknown) => {
   console.error(`skymoe: ${(e as Error).message}`);
