@@ -15,3 +15,11 @@ export { BackendError, BinaryOp, UnaryOp, GroupedMode } from './backend/backend.
 export { Heap, HeapError, type HeapStats } from './backend/heap.js';
 export { selfcheck } from './backend/selfcheck.js';
 export * from './tensor/index.js';
+export * as model from './model/index.js';
+export * as io from './io/index.js';
+export * as train from './train/index.js';
+export * as upcycling from './upcycle/index.js';
+export * as planner from './parallel/planner/index.js';
+export * as report from './report/index.js';
+export { generateTokens, type GenerateOptions } from './infer/generate.js';
+export { sampleToken, logSoftmax, type SamplingOptions } from './infer/sample.js';
