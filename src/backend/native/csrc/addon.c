@@ -607,7 +607,8 @@ static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
   float scale = (float)F(&a, 18);
   CHECK()
   if (Hkv <= 0 || H % Hkv != 0) return fail(env, "skymoe native: attentionBackward: H must be a multiple of Hkv");
-  k_attention_backward(a.cx, q, k, v, o, lse, dout, dq, dk, dv, B, Tq, Tk, H, Hkv, D, kvbs, qoff, scale);
+  if (!k_attention_backward(a.cx, q, k, v, o, lse, dout, dq, dk, dv, B, Tq, Tk, H, Hkv, D, kvbs, qoff, scale))
+    return fail(env, "skymoe native: attentionBackward: out of memory");
   return undefined(env);
 }
 

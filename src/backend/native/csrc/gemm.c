@@ -137,6 +137,10 @@ void gemm_pack_a(const isa_t *isa, const float *a, long lda, int ta, long m, lon
   pack_a(a, lda, ta, m, k, isa->mr, apack);
 }
 
+void gemm_pack_b(const isa_t *isa, const float *b, long ldb, int tb, long k, long n, float *bpack) {
+  pack_b(b, ldb, tb, k, n, isa->nr, bpack);
+}
+
 void gemm_prepacked_a(ctx_t *cx, int tid, const float *apack, long m, long n, long k, float alpha, const float *b,
                       long ldb, int tb, float beta, float *c, long ldc) {
   const isa_t *isa = cx->isa;

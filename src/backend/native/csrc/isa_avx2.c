@@ -83,6 +83,7 @@ static double fma_probe_avx2(long iters) {
 static const isa_t table = {
     .name = "avx2", .mr = MR, .nr = NR, .kc = 256, .mc = 96, .nc = 3072,
     .ukernel = ukernel_avx2, .gemv_t = ISA(gemv_t), .gemv_n = ISA(gemv_n), .exp_shift_sum = ISA(exp_shift_sum),
+    .exp_scale = ISA(exp_scale),
     .row_max = ISA(row_max), .swiglu = ISA(swiglu), .swiglu_bwd = ISA(swiglu_bwd),
     .fma_probe = fma_probe_avx2,
 };

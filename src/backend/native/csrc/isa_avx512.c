@@ -83,8 +83,9 @@ static double fma_probe_avx512(long iters) {
 }
 
 static const isa_t table = {
-    .name = "avx512", .mr = MR, .nr = NR, .kc = 256, .mc = 144, .nc = 3072,
+    .name = "avx512", .mr = MR, .nr = NR, .kc = 512, .mc = 144, .nc = 3072,
     .ukernel = ukernel_avx512, .gemv_t = ISA(gemv_t), .gemv_n = ISA(gemv_n), .exp_shift_sum = ISA(exp_shift_sum),
+    .exp_scale = ISA(exp_scale),
     .row_max = ISA(row_max), .swiglu = ISA(swiglu), .swiglu_bwd = ISA(swiglu_bwd),
     .fma_probe = fma_probe_avx512,
 };

@@ -77,6 +77,25 @@ static float ISA(exp_shift_sum)(float *s, long n, float mx) {
   return sum;
 }
 
+static float ISA(exp_scale)(const float *x, float *y, long n, float shift, float scale) {
+  float acc[LANES] = {0};
+  long j = 0;
+  for (; j + LANES <= n; j += LANES)
+    for (int l = 0; l < LANES; l++) {
+      float e = exp_fast(x[j + l] - shift);
+      y[j + l] = scale * e;
+      acc[l] += e;
+    }
+  float sum = 0.0f;
+  for (int l = 0; l < LANES; l++) sum += acc[l];
+  for (; j < n; j++) {
+    float e = exp_fast(x[j] - shift);
+    y[j] = scale * e;
+    sum += e;
+  }
+  return sum;
+}
+
 static float ISA(row_max)(const float *x, long n) {
   float m[LANES];
   for (int l = 0; l < LANES; l++) m[l] = -__builtin_inff();

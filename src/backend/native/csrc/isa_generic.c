@@ -48,6 +48,7 @@ static double fma_probe_generic(long iters) {
 static const isa_t table = {
     .name = "generic", .mr = MR, .nr = NR, .kc = 256, .mc = 64, .nc = 2048,
     .ukernel = ukernel_generic, .gemv_t = ISA(gemv_t), .gemv_n = ISA(gemv_n), .exp_shift_sum = ISA(exp_shift_sum),
+    .exp_scale = ISA(exp_scale),
     .row_max = ISA(row_max), .swiglu = ISA(swiglu), .swiglu_bwd = ISA(swiglu_bwd),
     .fma_probe = fma_probe_generic,
 };

@@ -327,8 +327,14 @@ static void ce_range(void *raw, long lo, long hi, int tid) {
   row_job *j = raw;
   for (long r = lo; r < hi; r++) {
     const float *x = j->x + r * j->cols;
-    float mx = row_max(x, j->cols);
-    double l = mx + log(row_exp_sum(x, j->cols, mx));
+    const isa_t *isa = j->cx->isa;
+    float mx = isa->row_max(x, j->cols);
+    /* The exponentials go to a stack chunk and are dropped: only their sum is needed. */
+    float chunk[1024];
+    double sum = 0.0;
+    for (long c0 = 0; c0 < j->cols; c0 += 1024)
+      sum += isa->exp_scale(x + c0, chunk, j->cols - c0 < 1024 ? j->cols - c0 : 1024, mx, 1.0f);
+    double l = mx + log(sum);
     j->stat[r] = (float)l;
     int32_t t = j->t[r];
     j->loss[r] = t == j->ignore ? 0.0f : (float)(l - x[t]);
@@ -353,7 +359,7 @@ static void ce_bwd_range(void *raw, long lo, long hi, int tid) {
       continue;
     }
     const float l = j->lse_in[r], s = j->scale;
-    for (long c = 0; c < j->cols; c++) dx[c] = s * exp_fast(x[c] - l);
+    j->cx->isa->exp_scale(x, dx, j->cols, l, s);
     dx[t] -= s;
   }
 }

@@ -41,6 +41,8 @@ typedef struct isa {
   void (*gemv_n)(const float *x, const float *b, long ldb, float *y, long n, long k, float alpha, float beta);
   /* s[j] = exp(s[j] - mx) for j < n; returns the sum. */
   float (*exp_shift_sum)(float *s, long n, float mx);
+  /* y[j] = scale * exp(x[j] - shift) for j < n (y may be scratch); returns sum_j exp(x[j] - shift). */
+  float (*exp_scale)(const float *x, float *y, long n, float shift, float scale);
   /* max(x[0..n)), -inf when n == 0. */
   float (*row_max)(const float *x, long n);
   /* Fused SwiGLU forward / backward over [0, n) (transcendental-heavy: worth the wide vectors). */
@@ -90,6 +92,8 @@ void gemm_st(ctx_t *c, int tid, int ta, int tb, long m, long n, long k, float al
 /* op(A) [m, k] packed once for several products (m <= isa->mc, k <= isa->kc); apack holds
    ceil(m / MR) * MR * k floats. Then C = alpha * Apacked @ op(B) + beta * C with op(B) [k, n]. */
 void gemm_pack_a(const isa_t *isa, const float *a, long lda, int ta, long m, long k, float *apack);
+/* op(B) [k, n] into NR-column strips [k][NR], zero padded: ceil(n / NR) * NR * k floats. */
+void gemm_pack_b(const isa_t *isa, const float *b, long ldb, int tb, long k, long n, float *bpack);
 void gemm_prepacked_a(ctx_t *c, int tid, const float *apack, long m, long n, long k, float alpha, const float *b,
                       long ldb, int tb, float beta, float *cm, long ldc);
 void gemm_mt(ctx_t *c, int ta, int tb, long m, long n, long k, float alpha,
@@ -102,9 +106,10 @@ void k_grouped_matmul(ctx_t *c, int mode, const float *a, const float *b, float 
 /* ------------------------------------------------------------------ attention (attention.c) */
 void k_attention(ctx_t *c, const float *q, const float *k, const float *v, float *o, float *lse, long B,
                  long Tq, long Tk, long H, long Hkv, long D, long kvbs, long qoff, float scale);
-void k_attention_backward(ctx_t *c, const float *q, const float *k, const float *v, const float *o,
-                          const float *lse, const float *dout, float *dq, float *dk, float *dv, long B,
-                          long Tq, long Tk, long H, long Hkv, long D, long kvbs, long qoff, float scale);
+/* 0 when the per-thread scratch (it grows with Tq * D) cannot be allocated. */
+int k_attention_backward(ctx_t *c, const float *q, const float *k, const float *v, const float *o,
+                         const float *lse, const float *dout, float *dq, float *dk, float *dv, long B,
+                         long Tq, long Tk, long H, long Hkv, long D, long kvbs, long qoff, float scale);
 
 /* ------------------------------------------------------------------ everything else (ops.c) */
 void k_fill(ctx_t *c, void *out, long n, double value, int is_int);
