@@ -11,6 +11,7 @@ import { type Backend, GroupedMode } from '../src/backend/backend.js';
 import { createJsBackend } from '../src/backend/js/index.js';
 import { createWasmBackend } from '../src/backend/wasm/index.js';
 import { createNativeBackend, nativeInfo } from '../src/backend/native/index.js';
+import { randomBlock, timeCall } from './timing.js';
 
 /** fp32 FMA peak of one core of this machine (PERF-NOTES: 2 x 256-bit FMA at ~3.56 GHz, measured 114-117 in C). */
 const PEAK_PER_CORE = 114;
@@ -42,31 +43,8 @@ const GROUP_ROWS = 256;
 const GROUP_K = 1024;
 const GROUP_N = 2816;
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1]!;
-}
 
-/** Median seconds per call: warm up, then time runs of at least ~50 ms each. */
-function timeCall(fn: () => void, flops: number): number {
-  fn();
-  const perRun = Math.max(1, Math.round(0.05 / (flops / 20e9)));
-  const times: number[] = [];
-  for (let r = 0; r < 7; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < perRun; i++) fn();
-    times.push((performance.now() - t0) / 1e3 / perRun);
-  }
-  return median(times);
-}
 
-function randomBlock(be: Backend, n: number): number {
-  const p = be.alloc(n * 4);
-  const x = new Float32Array(n);
-  for (let i = 0; i < n; i++) x[i] = Math.random() - 0.5;
-  be.write(p, x);
-  return p;
-}
 
 function fmt(x: number, digits = 1): string {
   return x.toFixed(digits);
@@ -82,7 +60,7 @@ function benchGemm(be: Backend, spec: BenchBackend): void {
     const flops = 2 * m * k * n;
     if (flops > spec.maxFlops) continue;
     const a = randomBlock(be, m * k), b = randomBlock(be, k * n), c = be.alloc(m * n * 4);
-    const s = timeCall(() => be.kernels.matmul(a, b, c, m, k, n, false, transB, 1, 0, 0, 0, 0), flops);
+    const s = timeCall(() => be.kernels.matmul(a, b, c, m, k, n, false, transB, 1, 0, 0, 0, 0), flops, 20e9);
     const extra = m === 1 ? ` weight_gbps=${fmt((k * n * 4) / s / 1e9)}` : '';
     line('gemm', `backend=${spec.label}`, spec.threads, `m=${m} k=${k} n=${n}`, flops / s / 1e9, extra);
     be.free(a);
@@ -98,8 +76,8 @@ function benchGrouped(be: Backend, spec: BenchBackend): void {
   const x = randomBlock(be, rows * GROUP_K), w = randomBlock(be, GROUPS * GROUP_N * GROUP_K), y = be.alloc(rows * GROUP_N * 4);
   const offsets = Int32Array.from({ length: GROUPS + 1 }, (_, g) => g * GROUP_ROWS);
   // One GEMM of equal FLOPs in the same layout (x @ w^T), as the ratio's denominator.
-  const dense = timeCall(() => be.kernels.matmul(x, w, y, rows, GROUP_K, GROUP_N, false, true, 1, 0, 0, 0, 0), flops);
-  const grouped = timeCall(() => be.kernels.groupedMatmul(GroupedMode.XWt, x, w, y, offsets, GROUP_N, GROUP_K, 0), flops);
+  const dense = timeCall(() => be.kernels.matmul(x, w, y, rows, GROUP_K, GROUP_N, false, true, 1, 0, 0, 0, 0), flops, 20e9);
+  const grouped = timeCall(() => be.kernels.groupedMatmul(GroupedMode.XWt, x, w, y, offsets, GROUP_N, GROUP_K, 0), flops, 20e9);
   line('grouped', `backend=${spec.label}`, spec.threads, `groups=${GROUPS} rows=${GROUP_ROWS} k=${GROUP_K} n=${GROUP_N}`,
     flops / grouped / 1e9, ` dense_gflops=${fmt(flops / dense / 1e9)} ratio=${fmt(dense / grouped, 2)}`);
   be.free(x);

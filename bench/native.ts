@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import type { Backend, Kernels } from '../src/backend/backend.js';
 import { type NativeBackend, createNativeBackend, nativeInfo } from '../src/backend/native/index.js';
 import * as T from '../src/tensor/index.js';
+import { median, randomBlock, timeCall } from './timing.js';
 
 /** (m, k, n, transB); GEMV is decode's x @ W^T with W [n, k]. */
 const SHAPES: [number, number, number, boolean][] = [
@@ -25,31 +26,8 @@ const SHAPES: [number, number, number, boolean][] = [
 ];
 const THREADS = [1, 2];
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1]!;
-}
 
-/** Median seconds per call over 7 runs of >= ~50 ms, after a warm-up. */
-function timeCall(fn: () => void, flops: number): number {
-  fn();
-  const perRun = Math.max(1, Math.round(0.05 / (flops / 100e9)));
-  const times: number[] = [];
-  for (let r = 0; r < 7; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < perRun; i++) fn();
-    times.push((performance.now() - t0) / 1e3 / perRun);
-  }
-  return median(times);
-}
 
-function randomBlock(be: Backend, n: number): number {
-  const p = be.alloc(n * 4);
-  const x = new Float32Array(n);
-  for (let i = 0; i < n; i++) x[i] = Math.random() - 0.5;
-  be.write(p, x);
-  return p;
-}
 
 const f1 = (x: number) => x.toFixed(1);
 
@@ -62,7 +40,7 @@ function gemmLine(who: string, threads: number, m: number, k: number, n: number,
 function benchGemm(be: Backend, threads: number, peak: number): void {
   for (const [m, k, n, transB] of SHAPES) {
     const a = randomBlock(be, m * k), b = randomBlock(be, k * n), c = be.alloc(m * n * 4);
-    const s = timeCall(() => be.kernels.matmul(a, b, c, m, k, n, false, transB, 1, 0, 0, 0, 0), 2 * m * k * n);
+    const s = timeCall(() => be.kernels.matmul(a, b, c, m, k, n, false, transB, 1, 0, 0, 0, 0), 2 * m * k * n, 100e9);
     gemmLine('backend=native', threads, m, k, n, s, peak);
     be.free(a);
     be.free(b);
