@@ -128,6 +128,17 @@ export function configFromHF(raw: unknown, file?: string): ModelConfig {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError('expected a JSON object', file);
   const o = raw as Record<string, unknown>;
   const mt = o.model_type;
+  // Fields that change the computation in ways skymoe does not implement: refuse rather than
+  // silently compute something else.
+  for (const [field, ok] of [
+    ['rope_scaling', (v: unknown) => v === null || v === undefined],
+    ['attention_bias', (v: unknown) => v !== true],
+    ['mlp_bias', (v: unknown) => v !== true],
+    ['sliding_window', (v: unknown) => v === null || v === undefined],
+    ['tie_word_embeddings', (v: unknown) => v === undefined || typeof v === 'boolean'],
+  ] as const) {
+    if (!ok(o[field])) throw new ConfigError(`field '${field}': ${JSON.stringify(o[field])} is not supported by skymoe (expected ${field === 'tie_word_embeddings' ? 'a boolean' : field.endsWith('bias') ? 'false' : 'null'})`, file);
+  }
   const extra: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(o)) if (!KNOWN.has(k)) extra[k] = v;
   let layout: Layout;

@@ -88,3 +88,14 @@ test('parameter counts: the 146b preset gives 146.4B total and 22.7B active', ()
   assert.equal(m.parameters().reduce((s, p) => s + p.size, 0), countParams(preset('tiny')).total);
   m.dispose();
 });
+
+test('configs that would compute something else are refused, naming the field', async () => {
+  const { configFromHF, configToHF } = await import('../../src/model/config.js');
+  const base = configToHF(preset('tiny-dense'));
+  for (const [field, value] of [['rope_scaling', { type: 'linear', factor: 2 }], ['attention_bias', true], ['mlp_bias', true], ['sliding_window', 4096]] as const) {
+    assert.throws(() => configFromHF({ ...base, [field]: value }, 'x/config.json'), (e: Error) => e.message.includes('x/config.json') && e.message.includes(`'${field}'`));
+  }
+  assert.equal(configFromHF({ ...base, rope_scaling: null, sliding_window: null }).layout, 'llama');
+  assert.throws(() => configFromHF({ ...base, num_attention_heads: 'four' }), /'num_attention_heads'.*number/);
+  assert.throws(() => configFromHF({ ...base, model_type: 'gpt2' }), /'model_type'.*'skywork'/);
+});
