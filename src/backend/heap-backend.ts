@@ -24,18 +24,18 @@ export abstract class HeapBackend implements Backend {
 
   readF32(ptr: Ptr, length: number): Float32Array {
     checkAligned(ptr);
-    return this.heap.f32.slice(ptr >>> 2, (ptr >>> 2) + length);
+    return this.heap.f32.slice(ptr / 4, (ptr / 4) + length);
   }
 
   readI32(ptr: Ptr, length: number): Int32Array {
     checkAligned(ptr);
-    return this.heap.i32.slice(ptr >>> 2, (ptr >>> 2) + length);
+    return this.heap.i32.slice(ptr / 4, (ptr / 4) + length);
   }
 
   write(ptr: Ptr, data: Float32Array | Int32Array): void {
     checkAligned(ptr);
-    if (data instanceof Float32Array) this.heap.f32.set(data, ptr >>> 2);
-    else this.heap.i32.set(data, ptr >>> 2);
+    if (data instanceof Float32Array) this.heap.f32.set(data, ptr / 4);
+    else this.heap.i32.set(data, ptr / 4);
   }
 
   abstract describe(): string;
@@ -44,5 +44,5 @@ export abstract class HeapBackend implements Backend {
 }
 
 function checkAligned(ptr: Ptr): void {
-  if ((ptr & 3) !== 0) throw new BackendError(`backend: pointer ${ptr} is not 4-byte aligned`);
+  if (ptr % 4 !== 0) throw new BackendError(`backend: pointer ${ptr} is not 4-byte aligned`);
 }

@@ -103,7 +103,7 @@ export class Heap {
   private live = new Map<number, number>();
   private inUse = 0;
   private peak = 0;
-  private views: { buffer: ArrayBufferLike; f32: Float32Array; i32: Int32Array; u8: Uint8Array } | null = null;
+  private views: { buffer: ArrayBufferLike; f32: Float32Array; i32: Int32Array; u8: Uint8Array | null } | null = null;
 
   constructor(storage: HeapStorage, base = HEAP_ALIGN) {
     this.storage = storage;
@@ -198,7 +198,9 @@ export class Heap {
   private refresh() {
     const buffer = this.storage.buffer;
     if (this.views === null || this.views.buffer !== buffer) {
-      this.views = { buffer, f32: new Float32Array(buffer), i32: new Int32Array(buffer), u8: new Uint8Array(buffer) };
+      // The byte view is made on first use: V8 caps a Uint8Array at 2^32 elements (4 GiB), a
+      // Float32Array at 2^32 elements (16 GiB), so a large heap must not need it.
+      this.views = { buffer, f32: new Float32Array(buffer), i32: new Int32Array(buffer), u8: null };
     }
     return this.views;
   }
@@ -210,8 +212,11 @@ export class Heap {
   get i32(): Int32Array {
     return this.refresh().i32;
   }
+  /** A Uint8Array over the whole heap (heaps up to 4 GiB only). */
   get u8(): Uint8Array {
-    return this.refresh().u8;
+    const v = this.refresh();
+    v.u8 ??= new Uint8Array(v.buffer);
+    return v.u8;
   }
 }
 

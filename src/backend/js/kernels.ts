@@ -5,7 +5,7 @@
 import { BinaryOp, GroupedMode, type Kernels, type Ptr, UnaryOp } from '../backend.js';
 import type { Heap } from '../heap.js';
 
-const w = (p: Ptr) => p >>> 2; // byte offset -> 32-bit word index
+const w = (p: Ptr) => p / 4; // byte offset -> 32-bit word index (pointers are 4-byte aligned; no 32-bit shift: heaps may pass 4 GiB)
 
 export function makeJsKernels(heap: Heap): Kernels {
   const F = () => heap.f32;

@@ -31,9 +31,10 @@ export interface NativeBackendOptions {
 }
 
 /**
- * Heap limit: V8 11.3 (Node 20) caps a Uint8Array at 2^32 elements and Heap keeps a u8 view over
- * the whole heap, so a heap longer than 4 GiB could not be viewed. (ArrayBuffers and Float32Arrays
- * may be longer; lifting this needs a lazily created u8 view in heap.ts.)
+ * Heap limit: Node 20's napi_create_external_arraybuffer goes through a node::Buffer, which
+ * refuses more than 2^32 bytes (ERR_BUFFER_TOO_LARGE), so the shared view, and the heap, stop at
+ * 4 GiB. Offsets are 64-bit everywhere else (kernels, Heap, the js views), ready for a runtime
+ * that lifts it.
  */
 export const MAX_HEAP_BYTES = 2 ** 32;
 const GROW_STEP = 1 << 16;
