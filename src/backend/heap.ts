@@ -69,7 +69,7 @@ export class ArrayBufferStorage implements HeapStorage {
   grow(bytes: number): void {
     if (bytes <= this.buf.byteLength) return;
     if (bytes > this.maxBytes) throw new HeapError(`heap: cannot grow to ${fmtBytes(bytes)} (limit ${fmtBytes(this.maxBytes)})`);
-    const next = new ArrayBuffer(Math.max(bytes, Math.floor(this.buf.byteLength * 1.5)));
+    const next = new ArrayBuffer(alignUp(Math.max(bytes, Math.floor(this.buf.byteLength * 1.5))));
     new Uint8Array(next).set(new Uint8Array(this.buf));
     this.buf = next;
   }

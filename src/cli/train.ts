@@ -1,7 +1,7 @@
 /** `skymoe train`: train on text with the report's techniques; progress line, metrics, checkpoints, resume. */
 import type { BackendName } from '../backend/backend.js';
-import type { ControllerKind } from '../train/aux-controller.js';
-import { DEFAULT_TRAIN, resumeRun, startRun } from '../train/run.js';
+import type { ControllerKind, ControllerOptions } from '../train/aux-controller.js';
+import { applyOverrides, DEFAULT_TRAIN, resumeRun, startRun, type TrainOverrides } from '../train/run.js';
 import type { ScheduleKind } from '../train/schedule.js';
 import type { StepMetrics, Trainer, TrainOptions } from '../train/trainer.js';
 import { useBackend } from './common.js';
@@ -50,9 +50,9 @@ function fmtTime(s: number): string {
 }
 
 /** The options the user gave, on top of the defaults (or of the resumed run's). */
-function overrides(o: TrainCliOptions): Partial<TrainOptions> {
-  const r: Partial<TrainOptions> = {};
-  const set = <K extends keyof TrainOptions>(k: K, v: TrainOptions[K] | undefined) => {
+function overrides(o: TrainCliOptions): TrainOverrides {
+  const r: TrainOverrides = {};
+  const set = <K extends keyof TrainOverrides>(k: K, v: TrainOverrides[K] | undefined) => {
     if (v !== undefined) r[k] = v;
   };
   set('steps', o.steps);
@@ -74,26 +74,18 @@ function overrides(o: TrainCliOptions): Partial<TrainOptions> {
   set('zLossCoef', o.zLoss);
   if (o.dropless) r.capacityFactor = null;
   else set('capacityFactor', o.capacityFactor);
-  const c = { ...DEFAULT_TRAIN.controller };
-  let controllerChanged = false;
-  for (const [k, v] of [['alpha', o.alpha], ['xi', o.xi], ['alphaMax', o.alphaMax], ['beta', o.beta], ['biasRate', o.biasRate]] as const) {
-    if (v !== undefined) {
-      c[k] = v;
-      controllerChanged = true;
-    }
-  }
-  if (o.aux !== undefined) {
-    controllerChanged = true;
-    if (o.aux === 'none') {
-      c.kind = 'fixed';
-      c.alpha = 0;
-      r.auxLoss = 'none';
-    } else {
-      c.kind = o.aux;
-      r.auxLoss = o.aux === 'bias' ? 'none' : o.auxLoss ?? 'skywork';
-    }
+  // Only the controller fields named on the command line: a resume keeps the others.
+  const c: Partial<ControllerOptions> = {};
+  for (const [k, v] of [['alpha', o.alpha], ['xi', o.xi], ['alphaMax', o.alphaMax], ['beta', o.beta], ['biasRate', o.biasRate]] as const) if (v !== undefined) c[k] = v;
+  if (o.aux === 'none') {
+    c.kind = 'fixed';
+    c.alpha = 0;
+    r.auxLoss = 'none';
+  } else if (o.aux !== undefined) {
+    c.kind = o.aux;
+    r.auxLoss = o.aux === 'bias' ? 'none' : o.auxLoss ?? 'skywork';
   } else if (o.auxLoss) r.auxLoss = o.auxLoss;
-  if (controllerChanged) r.controller = c;
+  if (Object.keys(c).length) r.controller = c;
   return r;
 }
 
@@ -130,7 +122,7 @@ export async function runTrain(o: TrainCliOptions): Promise<void> {
   };
   const handle = o.resume
     ? await resumeRun(o.resume, be, overrides(o), hooks)
-    : await startRun(o.out!, { modelDir: o.model, preset: o.model ? undefined : o.preset ?? 'tiny', corpus: o.corpus ?? [], valFraction: o.valFraction, modelSeed: o.seed ?? 0 }, { ...DEFAULT_TRAIN, ...overrides(o) }, be, hooks);
+    : await startRun(o.out!, { modelDir: o.model, preset: o.model ? undefined : o.preset ?? 'tiny', corpus: o.corpus ?? [], valFraction: o.valFraction, modelSeed: o.seed ?? 0 }, applyOverrides(DEFAULT_TRAIN, overrides(o)), be, hooks);
   const t = handle.trainer;
   const runDir = o.resume ?? o.out!;
   process.stderr.write(

@@ -26,12 +26,14 @@ export interface UpcycleCliOptions {
 export async function runUpcycle(o: UpcycleCliOptions): Promise<void> {
   const be = await useBackend(o);
   const dense = loadModel(o.from, be);
-  const moe = upcycle(dense, { experts: o.experts, topK: o.topK, gateInitStd: o.gateInitStd, noise: o.noise, logitsNorm: o.logitsNorm, gateNormStd: o.gateNormStd, layout: o.layout, seed: o.seed });
+  if (o.layout === 'mixtral' && o.logitsNorm) process.stderr.write('note: the Mixtral layout has no logit normalization; upcycling without it\n');
+  const logitsNorm = o.layout === 'mixtral' ? false : o.logitsNorm;
+  const moe = upcycle(dense, { experts: o.experts, topK: o.topK, gateInitStd: o.gateInitStd, noise: o.noise, logitsNorm, gateNormStd: o.gateNormStd, layout: o.layout, seed: o.seed });
   const r = saveModel(moe, o.out);
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) if (existsSync(join(o.from, f))) copyFileSync(join(o.from, f), join(o.out, f));
   const d = countParams(dense.config), m = countParams(moe.config);
   const sim = expertSimilarity(moe);
-  console.log(`upcycled ${o.from} (${formatCount(d.total)} dense) -> ${o.out}: ${o.experts} experts top-${o.topK}, ${formatCount(m.total)} total / ${formatCount(m.active)} active, logit norm ${o.logitsNorm ? `on (lambda ${o.gateNormStd})` : 'off'}, ${r.files.length} file(s)`);
+  console.log(`upcycled ${o.from} (${formatCount(d.total)} dense) -> ${o.out}: ${o.experts} experts top-${o.topK}, ${formatCount(m.total)} total / ${formatCount(m.active)} active, logit norm ${logitsNorm ? `on (lambda ${o.gateNormStd})` : 'off'}, ${r.files.length} file(s)`);
   console.log(`expert similarity per layer: ${sim.map((s) => s.toFixed(4)).join(' ')}`);
   moe.dispose();
   dense.dispose();

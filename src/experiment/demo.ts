@@ -66,12 +66,12 @@ export async function runDemo(backend: Backend, o: DemoOptions, log: (m: string)
   saveModel(dense, denseDir);
   await saveTokenizer(denseDir, s.tokenizer, { modelMaxLength: denseCfg.maxPositions });
 
-  log('phase 2: the same extra tokens for three models');
+  log('phase 2: the same extra tokens for three models (new windows, the same for all three)');
   const cont = { ...base, steps: steps2, warmup: 0, lr: 1e-3, minLr: 1e-4, evalEvery };
   const up = upcycle(dense, { experts: 8, topK: 2, logitsNorm: true, gateNormStd: 1, seed: o.seed });
-  const rUp = await trainRun(s, 'moe-upcycled', up, { ...cont, controller: { ...DEFAULT_CONTROLLER } }, 'MoE upcycled (8x top-2, logit norm, adaptive aux)');
-  const rDense = await trainRun(s, 'dense-continued', dense, cont, 'dense continued');
-  const rScratch = await trainRun(s, 'moe-scratch', scratch, { ...base, steps: steps2, warmup: 20, lr: 3e-3, minLr: 3e-4, evalEvery, controller: { ...DEFAULT_CONTROLLER } }, 'MoE from scratch');
+  const rUp = await trainRun(s, 'moe-upcycled', up, { ...cont, controller: { ...DEFAULT_CONTROLLER } }, 'MoE upcycled (8x top-2, logit norm, adaptive aux)', o.seed + 1);
+  const rDense = await trainRun(s, 'dense-continued', dense, cont, 'dense continued', o.seed + 1);
+  const rScratch = await trainRun(s, 'moe-scratch', scratch, { ...base, steps: steps2, warmup: 20, lr: 3e-3, minLr: 3e-4, evalEvery, controller: { ...DEFAULT_CONTROLLER } }, 'MoE from scratch', o.seed + 1);
 
   const runs = [p1, rUp, rDense, rScratch];
   const rows = [

@@ -51,12 +51,16 @@ export function runOptions(s: Session, o: Partial<TrainOptions>): TrainOptions {
   return { ...DEFAULT_TRAIN, seq: s.seq, saveEvery: 0, keep: 1, ...o };
 }
 
-/** Train `model` for o.steps in its own run directory; the model keeps its trained weights. */
-export async function trainRun(s: Session, name: string, model: SkyworkMoE, o: TrainOptions, label: string): Promise<RunResult> {
+/**
+ * Train `model` for o.steps in its own run directory; the model keeps its trained weights.
+ * `dataSeed` picks the training windows: continuation runs pass a new one so that they see new
+ * windows rather than replaying the ones their starting checkpoint was trained on.
+ */
+export async function trainRun(s: Session, name: string, model: SkyworkMoE, o: TrainOptions, label: string, dataSeed = o.seed): Promise<RunResult> {
   const dir = join(s.outDir, name);
   mkdirSync(dir, { recursive: true });
-  writeJsonAtomic(join(dir, 'run.json'), { version: 1, label, source: { corpus: s.corpus.name }, options: o, backend: s.backend.describe(), createdAt: new Date().toISOString() });
-  const data = new TokenDataset(s.tokens, o.seq, { valFraction: s.valFraction, seed: o.seed });
+  writeJsonAtomic(join(dir, 'run.json'), { version: 1, label, source: { corpus: s.corpus.name, dataSeed }, options: o, backend: s.backend.describe(), createdAt: new Date().toISOString() });
+  const data = new TokenDataset(s.tokens, o.seq, { valFraction: s.valFraction, seed: dataSeed });
   const trainer = new Trainer(model, s.tokenizer, data, o, dir, {
     onWarn: () => {},
     onStep: (m, t) => {

@@ -35,7 +35,7 @@ export async function upcycleVsScratchExperiment(backend: Backend, o: Experiment
   await trainRun(s, 'dense-early', dense, { ...dOpts, steps: early }, `dense, ${early} steps`);
   const earlyCk = dense.parameters().map((p) => p.toFloat32());
   // Continue the same dense run to D steps: a fresh schedule over the remaining steps.
-  await trainRun(s, 'dense-late', dense, { ...dOpts, steps: D - early, warmup: 0 }, `dense, ${D} steps`);
+  await trainRun(s, 'dense-late', dense, { ...dOpts, steps: D - early, warmup: 0 }, `dense, ${D} steps`, o.seed + 1);
   const lateCk = dense.parameters().map((p) => p.toFloat32());
   const denseAt = (ck: Float32Array[]) => {
     dense.parameters().forEach((p, i) => p.assign(ck[i]!));
@@ -46,7 +46,7 @@ export async function upcycleVsScratchExperiment(backend: Backend, o: Experiment
     const ev = Math.max(10, Math.floor(steps / 8));
     const mk = (lr: number, minLr: number, warmup: number, schedule: 'cosine' | 'constant') => ({ ...base, steps, lr, minLr, warmup, schedule, evalEvery: ev });
     const scratch = SkyworkMoE.create(moeCfg, { seed: o.seed + 7, backend });
-    runs.push(await trainRun(s, `${budget}-scratch`, scratch, mk(3e-3, 3e-4, 20, 'cosine'), `${budget} budget: scratch, peak 3e-3`));
+    runs.push(await trainRun(s, `${budget}-scratch`, scratch, mk(3e-3, 3e-4, 20, 'cosine'), `${budget} budget: scratch, peak 3e-3`, o.seed + 2));
     scratch.dispose();
     for (const [name, ck, lr, schedule, label] of [
       ['upcycle-early', earlyCk, 1.8e-3, 'cosine', 'upcycled from early dense, peak 1.8e-3'],
@@ -54,7 +54,7 @@ export async function upcycleVsScratchExperiment(backend: Backend, o: Experiment
       ['upcycle-late', lateCk, 1.2e-3, 'cosine', 'upcycled from late dense, peak 1.2e-3'],
     ] as const) {
       const m = upcycle(denseAt(ck), { experts: moeCfg.numExperts, topK: moeCfg.topK, seed: o.seed });
-      runs.push(await trainRun(s, `${budget}-${name}`, m, mk(lr, 3e-4, schedule === 'constant' ? 0 : 10, schedule), `${budget} budget: ${label}`));
+      runs.push(await trainRun(s, `${budget}-${name}`, m, mk(lr, 3e-4, schedule === 'constant' ? 0 : 10, schedule), `${budget} budget: ${label}`, o.seed + 2));
       m.dispose();
     }
   }

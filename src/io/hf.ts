@@ -82,7 +82,8 @@ export function loadWeights(dir: string, cfg: ModelConfig, backend: Backend): Ma
         used.add(name);
       });
     }
-    const extra = reader.names().filter((n) => !used.has(n) && !IGNORED.test(n));
+    // Some exports of tied models still carry lm_head.weight (a copy of the embedding).
+    const extra = reader.names().filter((n) => !used.has(n) && !IGNORED.test(n) && !(cfg.tieWordEmbeddings && n === 'lm_head.weight'));
     if (extra.length) throw new CheckpointError(`unexpected tensors for a ${cfg.layout} model with this config: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ` and ${extra.length - 5} more` : ''}`, where);
     return out;
   } catch (e) {
@@ -140,6 +141,9 @@ export function saveModel(model: SkyworkMoE, dir: string, opts: SaveOptions = {}
   const cfg: ModelConfig = { ...model.config, layout: opts.layout ?? model.config.layout };
   if ((cfg.layout === 'llama') !== (model.config.layout === 'llama')) {
     throw new ConfigError(`cannot save a ${model.config.layout} model in the ${cfg.layout} layout (MoE and dense layouts differ)`);
+  }
+  if (cfg.layout === 'mixtral' && (cfg.logitsNorm || cfg.twoLayerGate || cfg.moeInterval !== 1)) {
+    throw new ConfigError('cannot save in the Mixtral layout: its config.json has no fields for gating logit normalization, a 2-layer gate or moe_expert_interval, so the model would reload as a different one (use the skywork layout)');
   }
   const tensors = checkpointTensors(model, dtype);
   const r = writeSharded(dir, tensors, { maxShardBytes: opts.maxShardBytes, metadata: { format: 'pt' } });

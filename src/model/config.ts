@@ -216,6 +216,7 @@ export function validateConfig(c: ModelConfig, file?: string): void {
   }
   if (c.layout === 'llama' && c.numExperts !== 0) bad('layout', 'a llama-layout model is dense (numExperts 0)');
   if (c.layout !== 'llama' && c.numExperts < 1) bad('num_experts', 'an MoE layout needs at least one expert');
+  if (c.logitsNorm && c.numExperts < 2) bad('moe_use_logits_norm', 'logit normalization divides by the std over experts: it needs at least 2 experts');
   if (c.numHeads * c.headDim !== c.hiddenSize) bad('num_attention_heads', `${c.numHeads} heads x head dim ${c.headDim} != hidden_size ${c.hiddenSize}`);
   for (const [f, id] of [['bos_token_id', c.bosTokenId], ['eos_token_id', c.eosTokenId], ['pad_token_id', c.padTokenId]] as const) {
     if (id >= c.vocabSize) bad(f, `${id} is outside the vocabulary (${c.vocabSize})`);

@@ -162,12 +162,21 @@ export class SkyworkMoE {
     return T.linear(T.swiglu(T.linear(x, this.p(`${m}.gate_proj.weight`)), T.linear(x, this.p(`${m}.up_proj.weight`))), this.p(`${m}.down_proj.weight`));
   }
 
-  private positions(B: number, Tn: number, start: number): Tensor {
-    const key = `${B}x${Tn}@${start}`;
-    const cached = this.positionCache.get(key);
+  private positions(B: number, Tn: number, start: number, decoding: boolean): Tensor {
+    const key = `${B}x${Tn}`;
+    const cached = decoding ? undefined : this.positionCache.get(key);
     if (cached) return cached;
     const t = T.tensor(Int32Array.from({ length: B * Tn }, (_, i) => start + (i % Tn)), [B * Tn], 'i32', this.backend);
-    if (start === 0) this.positionCache.set(key, T.keep(t)); // training shapes repeat; decode positions do not
+    // Training and evaluation shapes repeat; decode positions do not. A few shapes at most: the
+    // oldest is dropped (graphs that use it hold their own reference).
+    if (!decoding) {
+      this.positionCache.set(key, T.keep(t));
+      if (this.positionCache.size > 8) {
+        const [oldKey, old] = this.positionCache.entries().next().value as [string, Tensor];
+        this.positionCache.delete(oldKey);
+        old.dispose();
+      }
+    }
     return t;
   }
 
@@ -183,7 +192,7 @@ export class SkyworkMoE {
     if (start + Tn > c.maxPositions) throw new ModelError(`forward: positions up to ${start + Tn} exceed max_position_embeddings ${c.maxPositions}`);
     if (cache && (cache.batch !== B || start + Tn > cache.capacity)) throw new ModelError(`forward: batch ${B} x ${start + Tn} positions do not fit the KV cache (${cache.batch} x ${cache.capacity})`);
     const moeOpts = opts.moe ?? DROPLESS;
-    const positions = this.positions(B, Tn, start);
+    const positions = this.positions(B, Tn, start, cache !== undefined);
     const moe: LayerOutput[] = [];
 
     let x = T.embedding(this.p('model.embed_tokens.weight'), ids); // (B, T, C)

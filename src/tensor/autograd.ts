@@ -110,8 +110,14 @@ export function backward(root: Tensor, gradOut?: Tensor): void {
           else {
             const prev = grads.get(x);
             if (prev) {
-              addInto(prev, gx);
+              // Out of place: a gradient may share storage with another input's gradient or with
+              // the caller's gradOut (reduceToShape returns a reference when shapes match).
+              const sum = empty(x.shape, 'f32', x.backend, false);
+              x.backend.kernels.axpby(prev.ptr, sum.ptr, sum.size, 1, 0);
+              addInto(sum, gx);
+              prev.dispose();
               gx.dispose();
+              grads.set(x, sum);
             } else grads.set(x, gx);
           }
         }

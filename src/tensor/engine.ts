@@ -79,7 +79,13 @@ export function tidy<T>(fn: () => T): T {
     result = fn();
   } catch (e) {
     scopes.pop();
-    for (const n of scope.nodes) n.release();
+    const keptNodes = reachableNodes(scope.kept);
+    const outer = scopes[scopes.length - 1];
+    for (const n of scope.nodes) {
+      if (keptNodes.has(n)) outer?.nodes.push(n);
+      else n.release();
+    }
+    outer?.kept.push(...scope.kept);
     for (const t of scope.tensors) t.dispose();
     throw e;
   }
@@ -88,24 +94,31 @@ export function tidy<T>(fn: () => T): T {
   collect(result, survivors, 0);
   const outer = scopes[scopes.length - 1];
   // Nodes reachable from survivors (or from survivors' graphs) stay alive.
+  const reachable = reachableNodes([...survivors, ...scope.kept]);
+  for (const n of scope.nodes) {
+    if (reachable.has(n)) outer?.nodes.push(n);
+    else n.release();
+  }
+  // Kept tensors' graphs must survive the enclosing scopes too.
+  outer?.kept.push(...scope.kept);
+  for (const t of scope.tensors) {
+    if (survivors.has(t)) outer?.tensors.push(t);
+    else t.dispose();
+  }
+  return result;
+}
+
+function reachableNodes(from: Iterable<Tensor>): Set<GradNode> {
   const reachable = new Set<GradNode>();
   const stack: GradNode[] = [];
-  for (const t of [...survivors, ...scope.kept]) if (t.node) stack.push(t.node);
+  for (const t of from) if (t.node) stack.push(t.node);
   while (stack.length) {
     const n = stack.pop()!;
     if (reachable.has(n)) continue;
     reachable.add(n);
     for (const i of n.inputs) if (i.node) stack.push(i.node);
   }
-  for (const n of scope.nodes) {
-    if (reachable.has(n)) outer?.nodes.push(n);
-    else n.release();
-  }
-  for (const t of scope.tensors) {
-    if (survivors.has(t)) outer?.tensors.push(t);
-    else t.dispose();
-  }
-  return result;
+  return reachable;
 }
 
 function collect(v: unknown, out: Set<Tensor>, depth: number): void {

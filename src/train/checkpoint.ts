@@ -72,10 +72,10 @@ export async function saveCheckpoint(runDir: string, model: SkyworkMoE, tok: Bpe
 
 function prune(root: string, keep: number, current: string): void {
   const dirs = readdirSync(root)
-    .filter((d) => /^step-\d{6}$/.test(d))
-    .sort();
+    .filter((d) => /^step-\d{6,}$/.test(d))
+    .sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
   for (const d of dirs.slice(0, Math.max(0, dirs.length - keep))) if (d !== current) rmSync(join(root, d), { recursive: true, force: true });
-  for (const d of readdirSync(root)) if (/^step-\d{6}\.tmp-/.test(d)) rmSync(join(root, d), { recursive: true, force: true });
+  for (const d of readdirSync(root)) if (/^step-\d{6,}\.tmp-/.test(d)) rmSync(join(root, d), { recursive: true, force: true });
 }
 
 export interface LoadedCheckpoint {
@@ -96,7 +96,7 @@ export async function loadCheckpoint(runDir: string, backend: Backend): Promise<
   } catch (e) {
     throw new CheckpointError(`${latestPath}: not valid JSON (${(e as Error).message})`);
   }
-  if (typeof latest.dir !== 'string' || !/^step-\d{6}$/.test(latest.dir)) throw new CheckpointError(`${latestPath}: field 'dir' must name a step-NNNNNN directory`);
+  if (typeof latest.dir !== 'string' || !/^step-\d{6,}$/.test(latest.dir)) throw new CheckpointError(`${latestPath}: field 'dir' must name a step-NNNNNN directory`);
   const dir = join(root, latest.dir);
   const statePath = join(dir, 'state.json');
   let state: TrainerState;

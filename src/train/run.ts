@@ -10,7 +10,7 @@ import { type BpeTokenizer, loadTokenizer, trainBpe } from '../io/tokenizer/inde
 import type { ModelConfig } from '../model/config.js';
 import { preset } from '../model/presets.js';
 import { SkyworkMoE } from '../model/skywork-moe.js';
-import { DEFAULT_CONTROLLER } from './aux-controller.js';
+import { type ControllerOptions, DEFAULT_CONTROLLER } from './aux-controller.js';
 import { loadCheckpoint, loadOptimizer } from './checkpoint.js';
 import { loadCorpus } from './corpus.js';
 import { TokenDataset, tokenizeCorpus } from './data.js';
@@ -99,8 +99,17 @@ export async function startRun(runDir: string, src: RunSource, o: TrainOptions, 
   return { trainer, info: { corpus: corpus.name, corpusBytes: corpus.bytes, tokens: t.tokens.length, cached: t.cached } };
 }
 
+/** Options given on top of defaults or of a run's saved options; the controller is patched field by field. */
+export type TrainOverrides = Omit<Partial<TrainOptions>, 'controller'> & { controller?: Partial<ControllerOptions> };
+
+/** Merge overrides into base options (controller fields one by one, so unnamed ones keep their values). */
+export function applyOverrides(base: TrainOptions, ov: TrainOverrides): TrainOptions {
+  const { controller, ...rest } = ov;
+  return { ...base, ...rest, controller: { ...base.controller, ...controller } };
+}
+
 /** Continue the run in runDir from its latest checkpoint; `overrides` may extend steps etc. */
-export async function resumeRun(runDir: string, backend: Backend, overrides: Partial<TrainOptions> = {}, hooks: TrainerHooks = {}): Promise<RunHandle> {
+export async function resumeRun(runDir: string, backend: Backend, overrides: TrainOverrides = {}, hooks: TrainerHooks = {}): Promise<RunHandle> {
   const runPath = join(runDir, 'run.json');
   if (!existsSync(runPath)) throw new Error(`${runPath}: not found (is ${runDir} a training run?)`);
   let run: { source: RunSource; options: TrainOptions };
@@ -109,7 +118,7 @@ export async function resumeRun(runDir: string, backend: Backend, overrides: Par
   } catch (e) {
     throw new Error(`${runPath}: not valid JSON (${(e as Error).message})`);
   }
-  const o: TrainOptions = { ...run.options, ...overrides };
+  const o = applyOverrides(run.options, overrides);
   const ck = await loadCheckpoint(runDir, backend);
   const { corpus, t, data } = await prepareData(run.source, ck.tokenizer, o);
   const trainer = new Trainer(ck.model, ck.tokenizer, data, o, runDir, hooks);

@@ -132,8 +132,17 @@ export class Trainer {
     this.controller.load(state.controller as ControllerState);
     this.warnings = structuredClone(state.warnings as WarningState);
     // Metrics written after the checkpoint (a crash between save and the next save) are dropped.
+    // A line cut short by a crash mid-write is dropped too.
     if (existsSync(this.metricsPath)) {
-      const kept = readFileSync(this.metricsPath, 'utf8').split('\n').filter((l) => l && (JSON.parse(l) as { step: number }).step <= state.step);
+      const kept = readFileSync(this.metricsPath, 'utf8').split('\n').filter((l) => {
+        if (!l) return false;
+        try {
+          const step = (JSON.parse(l) as { step?: unknown }).step;
+          return typeof step === 'number' && step <= state.step;
+        } catch {
+          return false;
+        }
+      });
       writeFileSync(this.metricsPath, kept.map((l) => `${l}\n`).join(''));
     }
   }

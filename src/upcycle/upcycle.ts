@@ -31,13 +31,17 @@ export function upcycledConfig(dense: ModelConfig, o: UpcycleOptions): ModelConf
   if (dense.numExperts !== 0 || dense.layout !== 'llama') throw new ConfigError(`upcycle: the source must be a dense Llama-layout model (got ${dense.layout} with ${dense.numExperts} experts)`);
   if (!Number.isInteger(o.experts) || o.experts < 2) throw new ConfigError(`upcycle: --experts must be an integer >= 2 (got ${o.experts})`);
   if (!Number.isInteger(o.topK) || o.topK < 1 || o.topK > o.experts) throw new ConfigError(`upcycle: --top-k must be in [1, ${o.experts}] (got ${o.topK})`);
+  const layout = o.layout ?? 'skywork';
+  // Mixtral's config.json cannot say "normalize the gate logits": a saved model would reload as another model.
+  const logitsNorm = o.logitsNorm ?? layout === 'skywork';
+  if (layout === 'mixtral' && logitsNorm) throw new ConfigError('upcycle: the Mixtral layout has no field for gating logit normalization; use the skywork layout or turn logit normalization off');
   const cfg: ModelConfig = {
     ...dense,
-    layout: o.layout ?? 'skywork',
+    layout,
     numExperts: o.experts,
     topK: o.topK,
     moeInterval: 1,
-    logitsNorm: o.logitsNorm ?? true,
+    logitsNorm,
     gateNormStd: o.gateNormStd ?? 1,
     twoLayerGate: false,
   };
@@ -57,31 +61,36 @@ export function upcycle(dense: SkyworkMoE, o: UpcycleOptions, backend: Backend =
     if (!src) throw new ConfigError(`upcycle: the dense model has no '${name}'`);
     out.set(to, T.keep(T.tensor(src.toFloat32(), src.shape, 'f32', backend)));
   };
-  copy('model.embed_tokens.weight');
-  copy('model.norm.weight');
-  if (!cfg.tieWordEmbeddings) copy('lm_head.weight');
-  for (let l = 0; l < cfg.numLayers; l++) {
-    const p = `model.layers.${l}`;
-    for (const n of ['input_layernorm', 'post_attention_layernorm']) copy(`${p}.${n}.weight`);
-    for (const n of ['q_proj', 'k_proj', 'v_proj', 'o_proj']) copy(`${p}.self_attn.${n}.weight`);
-    const m = `${p}.block_sparse_moe`;
-    out.set(`${m}.gate.weight`, T.keep(T.randn([E, cfg.hiddenSize], rng, gateStd, backend)));
-    for (const [from, to] of [['gate_proj', 'w1'], ['up_proj', 'w3'], ['down_proj', 'w2']] as const) {
-      const w = dense.params.get(`${p}.mlp.${from}.weight`)!;
-      const v = w.toFloat32();
-      let scale = 0;
-      if (o.noise) {
-        let ss = 0;
-        for (const x of v) ss += x * x;
-        scale = o.noise * Math.sqrt(ss / v.length);
+  try {
+    copy('model.embed_tokens.weight');
+    copy('model.norm.weight');
+    if (!cfg.tieWordEmbeddings) copy('lm_head.weight');
+    for (let l = 0; l < cfg.numLayers; l++) {
+      const p = `model.layers.${l}`;
+      for (const n of ['input_layernorm', 'post_attention_layernorm']) copy(`${p}.${n}.weight`);
+      for (const n of ['q_proj', 'k_proj', 'v_proj', 'o_proj']) copy(`${p}.self_attn.${n}.weight`);
+      const m = `${p}.block_sparse_moe`;
+      out.set(`${m}.gate.weight`, T.keep(T.randn([E, cfg.hiddenSize], rng, gateStd, backend)));
+      for (const [from, to] of [['gate_proj', 'w1'], ['up_proj', 'w3'], ['down_proj', 'w2']] as const) {
+        const w = dense.params.get(`${p}.mlp.${from}.weight`)!;
+        const v = w.toFloat32();
+        let scale = 0;
+        if (o.noise) {
+          let ss = 0;
+          for (const x of v) ss += x * x;
+          scale = o.noise * Math.sqrt(ss / v.length);
+        }
+        const stacked = new Float32Array(E * v.length);
+        for (let e = 0; e < E; e++) {
+          stacked.set(v, e * v.length);
+          if (scale > 0) for (let i = 0; i < v.length; i++) stacked[e * v.length + i]! += scale * rng.normal();
+        }
+        out.set(`${m}.experts.${to}`, T.keep(T.tensor(stacked, [E, ...w.shape], 'f32', backend)));
       }
-      const stacked = new Float32Array(E * v.length);
-      for (let e = 0; e < E; e++) {
-        stacked.set(v, e * v.length);
-        if (scale > 0) for (let i = 0; i < v.length; i++) stacked[e * v.length + i]! += scale * rng.normal();
-      }
-      out.set(`${m}.experts.${to}`, T.keep(T.tensor(stacked, [E, ...w.shape], 'f32', backend)));
     }
+    return SkyworkMoE.fromParams(cfg, out, backend);
+  } catch (e) {
+    for (const t of out.values()) t.dispose();
+    throw e;
   }
-  return SkyworkMoE.fromParams(cfg, out, backend);
 }

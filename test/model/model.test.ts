@@ -99,3 +99,21 @@ test('configs that would compute something else are refused, naming the field', 
   assert.throws(() => configFromHF({ ...base, num_attention_heads: 'four' }), /'num_attention_heads'.*number/);
   assert.throws(() => configFromHF({ ...base, model_type: 'gpt2' }), /'model_type'.*'skywork'/);
 });
+
+test('decoding many prompt lengths does not grow the model\'s memory', () => {
+  const be = new JsBackend();
+  T.setBackend(be);
+  const model = SkyworkMoE.create(preset('tiny'), { seed: 2, backend: be });
+  const run = (n: number) => {
+    const cache = model.newCache(1, 64);
+    T.tidy(() => {
+      model.decode(T.tensor(Int32Array.from({ length: n }, (_, i) => (i * 7) % 512), [1, n], 'i32', be), cache);
+    });
+    cache.dispose();
+  };
+  run(3);
+  const before = be.heap.stats().blocks;
+  for (let n = 4; n < 40; n++) run(n);
+  assert.equal(be.heap.stats().blocks, before);
+  model.dispose();
+});

@@ -81,6 +81,15 @@ export const opCases: OpCase[] = [
   { name: 'matmul batched', inputs: [{ shape: [3, 2, 5] }, { shape: [3, 5, 4] }], fn: ([a, b]) => T.matmul(a!, b!) },
   { name: 'matmul batched x 2-D', inputs: [{ shape: [2, 3, 5] }, { shape: [5, 6] }], fn: ([a, b]) => T.matmul(a!, b!) },
   { name: 'matmul batched NT x 2-D', inputs: [{ shape: [2, 3, 5] }, { shape: [6, 5] }], fn: ([a, b]) => T.matmul(a!, b!, { transB: true }) },
+  { name: 'matmul 4-D a x batched 3-D b', inputs: [{ shape: [2, 2, 3, 4] }, { shape: [4, 4, 2] }], fn: ([a, b]) => T.matmul(a!, b!) },
+  {
+    name: 'a gradient reaching one tensor by several paths (add shares its gradient)',
+    inputs: [{ shape: [2, 3] }],
+    fn: ([w]) => {
+      const u = T.scale(w!, 2), v = T.scale(w!, 3);
+      return T.add(T.add(u, v), u);
+    },
+  },
   { name: 'linear 3-D input', inputs: [{ shape: [2, 3, 5] }, { shape: [4, 5] }], fn: ([x, w]) => T.linear(x!, w!) },
   { name: 'groupedMatmul', inputs: [{ shape: [7, 5] }, { shape: [3, 4, 5] }], fn: grouped([0, 2, 2, 7]) },
   { name: 'groupedMatmul one group', inputs: [{ shape: [3, 6] }, { shape: [1, 5, 6] }], fn: grouped([0, 3]) },

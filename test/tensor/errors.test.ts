@@ -91,3 +91,41 @@ test('grouped matmul equals a per-expert loop of plain matmuls', () => {
     }
   });
 });
+
+test('backward leaves the caller gradOut untouched and sums shared gradients correctly', () => {
+  const w = T.parameter(T.tensor([1, 1], [2]));
+  const g = T.tensor([1, 1], [2]);
+  T.tidy(() => {
+    const u = T.scale(w, 2), v = T.scale(w, 3);
+    T.backward(T.add(T.add(u, v), u), g); // d/dw = 2 + 3 + 2
+  });
+  assert.deepEqual(Array.from(w.grad!.toArray()), [7, 7]);
+  assert.deepEqual(Array.from(g.toArray()), [1, 1]);
+  w.dispose();
+  g.dispose();
+});
+
+test('keep inside nested tidy scopes keeps the graph for a later backward', () => {
+  const w = T.parameter(T.tensor([2], [1]));
+  let y!: T.Tensor;
+  T.tidy(() => {
+    T.tidy(() => {
+      y = T.keep(T.square(T.scale(w, 3)));
+    });
+  });
+  assert.ok(y.node, 'the graph survived both scopes');
+  T.backward(y);
+  assert.deepEqual(Array.from(w.grad!.toArray()), [36]); // d(9 w^2)/dw = 18 w
+  y.dispose();
+  w.dispose();
+});
+
+test('the js heap grows by any amount without breaking its typed views', () => {
+  const be2 = new JsBackend();
+  const blocks: number[] = [];
+  for (let i = 0; i < 400; i++) blocks.push(be2.alloc(100_003 + i * 7));
+  const p = be2.alloc(4 * 3);
+  be2.write(p, Float32Array.of(1, 2, 3));
+  assert.deepEqual(Array.from(be2.readF32(p, 3)), [1, 2, 3]);
+  assert.ok(be2.heap.stats().capacity > 35e6);
+});

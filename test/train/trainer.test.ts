@@ -37,8 +37,8 @@ test('a resumed run continues bit-identically', async () => {
   assert.equal(r.stopped, true);
   b.trainer.dispose();
   b.trainer.model.dispose();
-  // A crash after the checkpoint may leave metrics lines past it; resume drops them.
-  writeFileSync(join(dirB, 'metrics.jsonl'), readFileSync(join(dirB, 'metrics.jsonl'), 'utf8') + JSON.stringify({ step: 4, loss: 0 }) + '\n');
+  // A crash after the checkpoint may leave metrics lines past it, the last one cut short; resume drops them.
+  writeFileSync(join(dirB, 'metrics.jsonl'), readFileSync(join(dirB, 'metrics.jsonl'), 'utf8') + JSON.stringify({ step: 4, loss: 0 }) + '\n{"step": 5, "lo');
   const c = await resumeRun(dirB, be, {}, quiet);
   assert.equal(c.trainer.step, 3);
   await c.trainer.run();
@@ -117,6 +117,12 @@ test('a corrupt checkpoint gets a clear error and the previous good one is kept'
   assert.equal(r.trainer.step, 2);
   r.trainer.dispose();
   r.trainer.model.dispose();
+  // Resuming with one controller option keeps the run's other controller options.
+  const before = JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')).options.controller;
+  const r2 = await resumeRun(dir, be, { controller: { beta: 0.9 } }, quiet);
+  assert.deepEqual(r2.trainer.o.controller, { ...before, beta: 0.9 });
+  r2.trainer.dispose();
+  r2.trainer.model.dispose();
   // A mismatched run option is refused.
   await assert.rejects(resumeRun(dir, be, { batch: 3 }, quiet), /differ from the checkpointed run/);
   writeFileSync(join(ck, 'latest.json'), '{oops');

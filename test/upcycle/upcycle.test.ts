@@ -71,3 +71,17 @@ test('advise: no dense checkpoint -> scratch; C_moe >= 2 C_dense -> scratch; wel
   assert.ok(Math.abs(byHours.moeFlops - 10 * 3600 * 989e12 * 0.4) < 1);
   assert.throws(() => advise({ moe, seq }), /exactly one/);
 });
+
+test('the Mixtral layout cannot carry logit normalization: refused, not silently dropped', async () => {
+  const be = await createBackend({ name: 'js' });
+  T.setBackend(be);
+  const dense = SkyworkMoE.create(preset('tiny-dense'), { seed: 1, backend: be });
+  assert.throws(() => upcycle(dense, { experts: 4, topK: 2, layout: 'mixtral', logitsNorm: true }), /Mixtral layout has no field for gating logit normalization/);
+  const m = upcycle(dense, { experts: 4, topK: 2, layout: 'mixtral' });
+  assert.equal(m.config.logitsNorm, false);
+  const sky = upcycle(dense, { experts: 4, topK: 2 });
+  const dir = mkdtempSync(join(tmpdir(), 'skymoe-mx-'));
+  assert.throws(() => saveModel(sky, dir, { layout: 'mixtral' }), /cannot save in the Mixtral layout/);
+  for (const x of [m, sky, dense]) x.dispose();
+  rmSync(dir, { recursive: true });
+});

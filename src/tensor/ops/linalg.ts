@@ -41,18 +41,29 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     out = empty([...aBatch, m, n], 'f32', be);
     be.kernels.matmul(a.ptr, b.ptr, out.ptr, m, k, n, transA, transB, batchA, m * k, k * n, m * n, 0);
   }
-  return record('matmul', [a, b], out, [a, b], (g, [sa, sb]) => {
+  return record('matmul', [a, b], out, [a, b], (g, [saIn, sb]) => {
+    // A batched a of rank > 3 against a 3-D b: differentiate on 3-D views, reshape back.
+    const flat = b.rank === 3 && a.rank > 3;
+    const sa = flat ? saIn!.view([batchA, ar, ac]) : saIn!;
+    const gg = flat ? g.view([batchA, m, n]) : g;
     // dop(A) = g @ op(B)^T, dop(B) = op(A)^T @ g, then undo the transposes of the stored layout.
-    const da = transA ? matmul(sb!, g, { transA: transB, transB: true }) : matmul(g, sb!, { transB: !transB });
+    let da = transA ? matmul(sb!, gg, { transA: transB, transB: true }) : matmul(gg, sb!, { transB: !transB });
     let db: Tensor;
     if (b.rank === 2 && batchA > 1) {
-      const a2 = sa!.view([batchA * m, k]);
-      const g2 = g.view([batchA * m, n]);
+      const a2 = sa.view([batchA * m, k]);
+      const g2 = gg.view([batchA * m, n]);
       db = transB ? matmul(g2, a2, { transA: true }) : matmul(a2, g2, { transA: true });
       a2.dispose();
       g2.dispose();
     } else {
-      db = transB ? matmul(g, sa!, { transA: true, transB: transA }) : matmul(sa!, g, { transA: !transA });
+      db = transB ? matmul(gg, sa, { transA: true, transB: transA }) : matmul(sa, gg, { transA: !transA });
+    }
+    if (flat) {
+      const d = da.view(a.shape);
+      da.dispose();
+      da = d;
+      sa.dispose();
+      gg.dispose();
     }
     return [da, db];
   });
