@@ -68,7 +68,9 @@ export async function runDemo(backend: Backend, o: DemoOptions, log: (m: string)
 
   log('phase 2: the same extra tokens for three models (new windows, the same for all three)');
   const cont = { ...base, steps: steps2, warmup: 0, lr: 1e-3, minLr: 1e-4, evalEvery };
-  const up = upcycle(dense, { experts: 8, topK: 2, logitsNorm: true, gateNormStd: 1, seed: o.seed });
+  // 1% noise on each expert copy breaks the experts' symmetry so they specialize sooner (report
+  // section 3.2: the most similar upcycled run was the worst); it moves step-0 logits negligibly.
+  const up = upcycle(dense, { experts: 8, topK: 2, logitsNorm: true, gateNormStd: 1, seed: o.seed, noise: 0.01 });
   const rUp = await trainRun(s, 'moe-upcycled', up, { ...cont, controller: { ...DEFAULT_CONTROLLER } }, 'MoE upcycled (8x top-2, logit norm, adaptive aux)', o.seed + 1);
   const rDense = await trainRun(s, 'dense-continued', dense, cont, 'dense continued', o.seed + 1);
   const rScratch = await trainRun(s, 'moe-scratch', scratch, { ...base, steps: steps2, warmup: 20, lr: 3e-3, minLr: 3e-4, evalEvery, controller: { ...DEFAULT_CONTROLLER } }, 'MoE from scratch', o.seed + 1);
