@@ -2,7 +2,7 @@
 import { readConfig } from '../io/hf.js';
 import type { ModelConfig } from '../model/config.js';
 import { preset } from '../model/presets.js';
-import { advise, GPUS } from '../upcycle/advise.js';
+import { advise } from '../upcycle/advise.js';
 
 export interface AdviseCliOptions {
   dense?: string;
@@ -28,7 +28,6 @@ export function runAdvise(o: AdviseCliOptions): void {
   const moe = configFrom(o.moe, o.moePreset, 'moe');
   if (!moe) throw new Error('advise: give the planned MoE with --moe DIR or --moe-preset NAME');
   if (dense && o.denseTokens === undefined) throw new Error('advise: --dense-tokens (tokens the dense model was trained on) is needed with a dense model');
-  if (o.gpuHours !== undefined && !GPUS[o.gpu]) throw new Error(`advise: unknown --gpu '${o.gpu}': expected one of ${Object.keys(GPUS).join(', ')}`);
   const a = advise({
     dense: dense ? { config: dense, tokens: o.denseTokens! } : undefined,
     moe,

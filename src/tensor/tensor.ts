@@ -61,6 +61,7 @@ export class Tensor {
   node: GradNode | null = null;
   /** Optional name used in error messages and checkpoints. */
   name?: string;
+  private knownInts: Int32Array | null = null;
 
   /** `tracked` false: not owned by the current tidy scope (autograd's saved references, grads). */
   constructor(storage: Storage, shape: readonly number[], dtype: DType, offset = 0, tracked = true) {
@@ -118,7 +119,21 @@ export class Tensor {
     if (data.length !== this.size) throw new ShapeError(`assign: ${data.length} values into a tensor of shape [${this.shape}] (${this.size})`);
     if ((data instanceof Float32Array) !== (this.dtype === 'f32')) throw new TensorError(`assign: ${data.constructor.name} into an ${this.dtype} tensor`);
     this.backend.write(this.ptr, data);
+    this.knownInts = data instanceof Int32Array ? data.slice() : null;
     return this;
+  }
+
+  /**
+   * The values of an i32 tensor as last assigned from the host, or null when kernels may have
+   * written it since (index checks read this instead of copying the indices back).
+   */
+  get hostInts(): Int32Array | null {
+    return this.knownInts;
+  }
+
+  /** Forget the host copy: a kernel has written this tensor. */
+  markDeviceWritten(): void {
+    this.knownInts = null;
   }
 
   /** A view with another shape over the same storage (no copy). Gradients flow through `ops.reshape`. */

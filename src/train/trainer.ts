@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { BpeTokenizer } from '../io/tokenizer/index.js';
 import type { DropPolicy, RouterStats } from '../model/moe.js';
 import type { SkyworkMoE } from '../model/skywork-moe.js';
+import { isMoeLayer } from '../model/config.js';
 import * as T from '../tensor/index.js';
 import { expertSimilarity } from '../upcycle/similarity.js';
 import { AuxController, type ControllerOptions, type ControllerState } from './aux-controller.js';
@@ -98,7 +99,8 @@ export class Trainer {
   step = 0;
   tokensSeen = 0;
   private warnings: WarningState;
-  private readonly moeLayers: number;
+  /** Indices of the MoE layers (controller state i belongs to layer moeLayerIds[i]). */
+  private readonly moeLayerIds: number[];
   private valCache: Batch[] | null = null;
 
   constructor(
@@ -110,10 +112,10 @@ export class Trainer {
     readonly hooks: TrainerHooks = {},
   ) {
     const c = model.config;
-    this.moeLayers = Array.from({ length: c.numLayers }, (_, l) => l).filter((l) => c.numExperts > 0 && (l + 1) % c.moeInterval === 0).length;
+    this.moeLayerIds = Array.from({ length: c.numLayers }, (_, l) => l).filter((l) => isMoeLayer(c, l));
     this.opt = new AdamW(model.parameters(), { beta1: o.beta1, beta2: o.beta2, eps: 1e-8, weightDecay: o.weightDecay });
-    this.controller = new AuxController(o.controller, this.moeLayers, Math.max(1, c.numExperts));
-    this.warnings = { idle: Array.from({ length: this.moeLayers }, () => Array(c.numExperts).fill(0)), highDrop: Array(this.moeLayers).fill(0) };
+    this.controller = new AuxController(o.controller, this.moeLayerIds.length, Math.max(1, c.numExperts));
+    this.warnings = { idle: Array.from({ length: this.moeLayerIds.length }, () => Array(c.numExperts).fill(0)), highDrop: Array(this.moeLayerIds.length).fill(0) };
     mkdirSync(runDir, { recursive: true });
   }
 
@@ -172,10 +174,7 @@ export class Trainer {
     const V = this.model.config.vocabSize;
     return T.tidy(() => {
       const bias = Array.from({ length: this.model.config.numLayers }, () => undefined as Float32Array | undefined);
-      let mi = 0;
-      for (let l = 0; l < this.model.config.numLayers; l++) {
-        if (this.model.config.numExperts > 0 && (l + 1) % this.model.config.moeInterval === 0) bias[l] = this.controller.bias(mi++);
-      }
+      this.moeLayerIds.forEach((l, i) => (bias[l] = this.controller.bias(i)));
       const out = this.model.forward(T.tensor(b.inputs, [b.batch, b.seq], 'i32', be), {
         moe: { capacityFactor: this.o.capacityFactor, dropPolicy: this.o.dropPolicy, auxLoss: this.o.auxLoss, zLoss: this.o.zLossCoef > 0 },
         expertBias: bias,
@@ -204,7 +203,7 @@ export class Trainer {
   accumulateGradients(): { loss: number; ce: number; aux: number[]; stats: RouterStats[] } {
     const o = this.o;
     let loss = 0, ce = 0;
-    const aux = Array(this.moeLayers).fill(0);
+    const aux = Array(this.moeLayerIds.length).fill(0);
     const statsSum: RouterStats[] = [];
     for (let a = 0; a < o.accum; a++) {
       const r = this.microStep(this.data.nextBatch(o.batch), 1 / o.accum);
@@ -262,7 +261,7 @@ export class Trainer {
   /** Router monitoring: dead experts and persistently high drop rates. */
   private watch(stats: RouterStats[]): void {
     const o = this.o;
-    const layers = this.moeLayerIndices();
+    const layers = this.moeLayerIds;
     stats.forEach((s, i) => {
       s.routedPerExpert.forEach((n, e) => {
         const idle = this.warnings.idle[i]!;
@@ -274,11 +273,6 @@ export class Trainer {
         this.hooks.onWarn?.(`layer ${layers[i]}: drop rate above ${(100 * o.dropWarnRate).toFixed(0)}% for ${o.dropWarnSteps} steps (now ${(100 * s.dropRate).toFixed(1)}%)`);
       }
     });
-  }
-
-  private moeLayerIndices(): number[] {
-    const c = this.model.config;
-    return Array.from({ length: c.numLayers }, (_, l) => l).filter((l) => c.numExperts > 0 && (l + 1) % c.moeInterval === 0);
   }
 
   /** Mean validation cross-entropy over the fixed held-out batches (dropless routing), and perplexity. */
@@ -309,7 +303,7 @@ export class Trainer {
         const v = this.evaluate();
         m.valLoss = v.loss;
         m.valPpl = v.ppl;
-        if (this.moeLayers > 0) m.expertSimilarity = expertSimilarity(this.model); // report section 3.2: watch it fall
+        if (this.moeLayerIds.length > 0) m.expertSimilarity = expertSimilarity(this.model); // report section 3.2: watch it fall
       }
       appendFileSync(this.metricsPath, `${JSON.stringify(m)}\n`);
       this.hooks.onStep?.(m, this);

@@ -6,26 +6,12 @@
  */
 import type { ModelConfig } from '../model/config.js';
 import { countParams } from '../model/params.js';
+import { gpuSpec } from '../parallel/planner/gpus.js';
 
 /** Training FLOPs per token: 6 x active parameters + causal attention (fwd+bwd: 6 x L x T x C). */
 export function trainFlopsPerToken(c: ModelConfig, seq: number): number {
   return 6 * countParams(c).active + 6 * c.numLayers * seq * c.numHeads * c.headDim;
 }
-
-export interface GpuSpec {
-  name: string;
-  /** Dense bf16 TFLOP/s. */
-  tflops: number;
-}
-
-/** For budgets in GPU-hours; the achieved fraction (MFU) is an input, default 0.4. */
-export const GPUS: Record<string, GpuSpec> = {
-  'a800-80g': { name: 'A800 80GB', tflops: 312 },
-  'a100-80g': { name: 'A100 80GB', tflops: 312 },
-  'h100-sxm': { name: 'H100 SXM', tflops: 989 },
-  'h800': { name: 'H800', tflops: 989 },
-  'rtx-4090': { name: 'RTX 4090', tflops: 165 },
-};
 
 export interface AdviseInput {
   dense?: { config: ModelConfig; tokens: number };
@@ -58,10 +44,9 @@ export function advise(a: AdviseInput): Advice {
   if (a.budgetTokens !== undefined) moeFlops = a.budgetTokens * perTokMoe;
   else if (a.budgetFlops !== undefined) moeFlops = a.budgetFlops;
   else {
-    const g = GPUS[a.budgetGpuHours!.gpu];
-    if (!g) throw new Error(`advise: unknown GPU '${a.budgetGpuHours!.gpu}': expected one of ${Object.keys(GPUS).join(', ')}`);
-    moeFlops = a.budgetGpuHours!.hours * 3600 * g.tflops * 1e12 * a.budgetGpuHours!.mfu;
-    figures.push(`budget: ${a.budgetGpuHours!.hours} ${g.name} GPU-hours x ${g.tflops} TFLOP/s x MFU ${a.budgetGpuHours!.mfu}`);
+    const g = gpuSpec(a.budgetGpuHours!.gpu); // the planner's GPU table
+    moeFlops = a.budgetGpuHours!.hours * 3600 * g.bf16Tflops * 1e12 * a.budgetGpuHours!.mfu;
+    figures.push(`budget: ${a.budgetGpuHours!.hours} ${g.name} GPU-hours x ${g.bf16Tflops} bf16 TFLOP/s x MFU ${a.budgetGpuHours!.mfu}`);
   }
   const moeTokens = moeFlops / perTokMoe;
   figures.push(`C_moe = ${moeFlops.toExponential(3)} FLOPs (${moeTokens.toExponential(3)} tokens)`);

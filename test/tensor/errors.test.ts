@@ -32,6 +32,11 @@ test('shape mismatches name the op and both shapes', () => {
 test('index and grouping errors name the bad value', () => {
   T.tidy(() => {
     throwsNaming(() => T.embedding(T.zeros([4, 2]), T.tensor(Int32Array.from([1, 4]), [2], 'i32')), 'embedding', 'ids[1] = 4', '[0, 4)');
+    // Without a host copy (a view), the check reads the indices back from the backend.
+    throwsNaming(() => T.embedding(T.zeros([4, 2]), T.tensor(Int32Array.from([1, 4]), [2], 'i32').view([1, 2])), 'embedding', 'ids[1] = 4');
+    const ids = T.tensor(Int32Array.from([0, 1]), [2], 'i32');
+    ids.assign(Int32Array.from([2, 5]));
+    throwsNaming(() => T.gatherRows(T.zeros([4, 2]), ids), 'gatherRows', 'idx[1] = 5');
     throwsNaming(() => T.crossEntropy(T.zeros([2, 3]), T.tensor(Int32Array.from([0, 7]), [2], 'i32')), 'crossEntropy', 'targets[1] = 7');
     throwsNaming(() => T.groupedMatmul(T.zeros([4, 3]), T.zeros([2, 5, 3]), Int32Array.from([0, 3, 2])), 'groupedMatmul', 'offsets');
     throwsNaming(() => T.topk(T.zeros([2, 3]), 4), 'topk', 'k=4');

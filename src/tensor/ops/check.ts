@@ -26,9 +26,9 @@ export function rowsCols(t: Tensor): [number, number] {
   return [cols === 0 ? 0 : t.size / cols, cols];
 }
 
-/** Every index in [0, limit) (reads the indices back to the host). */
+/** Every index in [0, limit) (from the host copy when there is one, else read back). Do not modify the result. */
 export function checkIndices(op: string, what: string, ids: Tensor, limit: number, allow?: number): Int32Array {
-  const v = ids.toArray() as Int32Array;
+  const v = ids.hostInts ?? (ids.toArray() as Int32Array);
   for (let i = 0; i < v.length; i++) {
     const x = v[i]!;
     if ((x < 0 || x >= limit) && x !== allow) throw new ShapeError(`${op}: ${what}[${i}] = ${x} is out of range [0, ${limit})`);

@@ -65,4 +65,5 @@ export function writeSlice(dst: Tensor, src: Tensor, start: number): void {
   if (!Number.isInteger(start) || start < 0 || start + n > S) throw new ShapeError(`writeSlice: positions [${start}, ${start + n}) exceed the ${S} of dst [${dst.shape}]`);
   const inner = dst.size / Math.max(1, B * S);
   be.kernels.copy2d(src.ptr, dst.ptr + 4 * start * inner, B, n * inner, n * inner, S * inner);
+  dst.markDeviceWritten();
 }
