@@ -47,15 +47,21 @@ export function randomArray(n: number, seed: number, scale = 1): Float32Array {
   return out;
 }
 
-/** |a - b| <= atol + rtol * |b| elementwise, with a message naming the first bad index. */
+/**
+ * |a - b| <= atol + rtol * |b| elementwise, with a message naming the first bad index. Where the
+ * expected value is not finite (+-Infinity or NaN) the actual value must be exactly the same
+ * (Object.is: NaN equals NaN, Infinity only Infinity): a tolerance means nothing there.
+ */
 export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, rtol = 1e-4, atol = 1e-5): void {
   assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length}`);
   let worst = -1;
   let worstErr = 0;
   for (let i = 0; i < actual.length; i++) {
     const a = actual[i]!, e = expected[i]!;
-    if (Number.isNaN(a) !== Number.isNaN(e)) assert.fail(`${what}: NaN mismatch at ${i}: ${a} vs ${e}`);
-    if (!Number.isFinite(e) && a === e) continue;
+    if (!Number.isFinite(e) || !Number.isFinite(a)) {
+      if (!Object.is(a, e)) assert.fail(`${what}: at ${i}: ${a} vs ${e} (non-finite values must match exactly)`);
+      continue;
+    }
     const err = Math.abs(a - e) - (atol + rtol * Math.abs(e));
     if (err > worstErr) {
       worstErr = err;
@@ -63,4 +69,28 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
     }
   }
   if (worst >= 0) assert.fail(`${what}: mismatch at ${worst}: ${actual[worst]} vs ${expected[worst]} (rtol ${rtol}, atol ${atol})`);
+}
+
+/**
+ * max |a - b| <= tol * scale, with scale = max |b| (or 1 if b is all zero): for gradients and
+ * other vectors whose small entries carry no more absolute precision than their large ones.
+ */
+export function assertCloseToScale(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, tol: number): void {
+  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length}`);
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const e = expected[i]!;
+    if (!Number.isFinite(e)) assert.fail(`${what}: expected value ${e} at ${i} is not finite`);
+    scale = Math.max(scale, Math.abs(e));
+  }
+  if (scale === 0) scale = 1;
+  let worst = -1, worstErr = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const err = Math.abs(actual[i]! - expected[i]!);
+    if (!(err <= tol * scale)) {
+      if (Number.isNaN(err)) assert.fail(`${what}: ${actual[i]} at ${i} vs ${expected[i]}`);
+      if (err > worstErr) [worst, worstErr] = [i, err];
+    }
+  }
+  if (worst >= 0) assert.fail(`${what}: mismatch at ${worst}: ${actual[worst]} vs ${expected[worst]}, error ${(worstErr / scale).toExponential(2)} of the scale ${scale.toExponential(3)} (tolerance ${tol})`);
 }

@@ -22,8 +22,10 @@ export interface OpCase {
   name: string;
   inputs: InputSpec[];
   fn: (xs: Tensor[], backend: Backend) => Tensor;
-  /** Finite-difference tolerance override (relative). */
+  /** Finite-difference tolerance, relative to the gradient's largest magnitude (default 1e-3). */
   fdTol?: number;
+  /** Finite-difference step (default 1e-2). */
+  fdEps?: number;
 }
 
 function grouped(offsets: number[]) {
@@ -64,12 +66,19 @@ export const opCases: OpCase[] = [
   },
   { name: 'scale', inputs: [{ shape: [9] }], fn: ([a]) => T.scale(a!, -2.5) },
   { name: 'exp', inputs: [{ shape: [2, 7] }], fn: ([a]) => T.exp(a!) },
-  { name: 'log', inputs: [{ shape: [5], values: [0.5, 1, 2, 3.5, 0.1] }], fn: ([a]) => T.log(a!) },
+  // log''' = 2/x^3 is 2000 at x = 0.1: a smaller step keeps the truncation error below the tolerance.
+  { name: 'log', inputs: [{ shape: [5], values: [0.5, 1, 2, 3.5, 0.1] }], fn: ([a]) => T.log(a!), fdEps: 1e-3 },
   { name: 'tanh', inputs: [{ shape: [11] }], fn: ([a]) => T.tanh(a!) },
   { name: 'sqrt', inputs: [{ shape: [4], values: [0.5, 1, 2, 9] }], fn: ([a]) => T.sqrt(a!) },
   { name: 'square', inputs: [{ shape: [6] }], fn: ([a]) => T.square(a!) },
   { name: 'silu', inputs: [{ shape: [3, 13] }], fn: ([a]) => T.silu(a!) },
   { name: 'sigmoid', inputs: [{ shape: [17] }], fn: ([a]) => T.sigmoid(a!) },
+  ...(['silu', 'sigmoid', 'tanh'] as const).map((f) => ({
+    name: `${f} near zero`,
+    inputs: [{ shape: [8], values: [-0.08, -0.01, -1e-4, 0, 3e-4, 0.02, 0.09, -0.5] }],
+    fn: ([a]: Tensor[]) => T[f](a!),
+  })),
+  { name: 'swiglu near zero', inputs: [{ shape: [6], values: [-0.05, -0.003, 0, 0.001, 0.04, 1.5] }, { shape: [6] }], fn: ([g, u]) => T.swiglu(g!, u!) },
   { name: 'neg', inputs: [{ shape: [5] }], fn: ([a]) => T.neg(a!) },
   { name: 'rsqrt', inputs: [{ shape: [4], values: [0.5, 1, 2, 9] }], fn: ([a]) => T.rsqrt(a!) },
   { name: 'relu', inputs: [{ shape: [5], values: [-1, -0.3, 0.2, 0.9, 2] }], fn: ([a]) => T.relu(a!) },
