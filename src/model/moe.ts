@@ -185,7 +185,8 @@ export function moeForward(x: Tensor, w: MoeWeights, cfg: ModelConfig, opts: Moe
   }
   let zLoss: Tensor | null = null;
   if (opts.zLoss) {
-    // mean_i logsumexp(logits_i)^2, with the row max as a constant shift for stability.
+    // ST-MoE: mean_i logsumexp(z_i)^2 over the logits that enter the softmax (normalized ones
+    // when logit normalization is on), with the row max as a constant shift for stability.
     const lg = logits.toFloat32();
     const mx = new Float32Array(N);
     for (let i = 0; i < N; i++) {
