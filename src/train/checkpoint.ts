@@ -59,7 +59,10 @@ export async function saveCheckpoint(runDir: string, model: SkyworkMoE, tok: Bpe
     { name: `m.${n}`, dtype: 'F32' as const, shape: [...m.shape], data: () => m.toFloat32() },
     { name: `v.${n}`, dtype: 'F32' as const, shape: [...m.shape], data: () => opt.v.get(n)!.toFloat32() },
   ]);
-  writeSafetensors(join(tmp, 'optimizer.safetensors'), moments, { adam_step: String(opt.step) });
+  // Per-parameter update counts, written only where they differ from the step count (a parameter
+  // that once had no gradient).
+  const lagging = Object.fromEntries([...opt.steps].filter(([, n]) => n !== opt.step));
+  writeSafetensors(join(tmp, 'optimizer.safetensors'), moments, { adam_step: String(opt.step), adam_param_steps: JSON.stringify(lagging) });
   writeJsonAtomic(join(tmp, 'state.json'), state);
   const final = join(root, name);
   rmSync(final, { recursive: true, force: true });
@@ -136,6 +139,17 @@ export function loadOptimizer(dir: string, opt: AdamW): void {
     }
     opt.step = Number(f.metadata?.adam_step ?? NaN);
     if (!Number.isInteger(opt.step)) throw new CheckpointError(`${path}: metadata 'adam_step' missing or not an integer`);
+    let lagging: Record<string, unknown> = {};
+    try {
+      lagging = JSON.parse(f.metadata?.adam_param_steps ?? '{}');
+    } catch {
+      throw new CheckpointError(`${path}: metadata 'adam_param_steps' is not valid JSON`);
+    }
+    for (const name of opt.steps.keys()) {
+      const n = lagging[name] ?? opt.step;
+      if (!Number.isInteger(n) || (n as number) < 0 || (n as number) > opt.step) throw new CheckpointError(`${path}: metadata 'adam_param_steps' has ${JSON.stringify(n)} for '${name}' (expected an integer in [0, ${opt.step}])`);
+      opt.steps.set(name, n as number);
+    }
   } finally {
     f.close();
   }

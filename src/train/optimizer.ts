@@ -21,8 +21,13 @@ export function isDecayed(p: Tensor): boolean {
 }
 
 export class AdamW {
-  /** Steps taken (the bias-correction count). */
+  /** Optimizer steps taken. */
   step = 0;
+  /**
+   * Updates each parameter has received (its bias-correction count). A parameter without a gradient
+   * in a step is skipped entirely, as torch.optim.AdamW does: no decay, no moment update, no count.
+   */
+  readonly steps = new Map<string, number>();
   readonly m = new Map<string, Tensor>();
   readonly v = new Map<string, Tensor>();
 
@@ -32,6 +37,7 @@ export class AdamW {
   ) {
     for (const p of params) {
       if (!p.name) throw new Error('AdamW: every parameter needs a name (used for checkpoints)');
+      this.steps.set(p.name, 0);
       this.m.set(p.name, T.keep(T.zeros(p.shape, 'f32', p.backend)));
       this.v.set(p.name, T.keep(T.zeros(p.shape, 'f32', p.backend)));
     }
@@ -44,10 +50,14 @@ export class AdamW {
     return Math.sqrt(s);
   }
 
-  /** Scale gradients so their global norm is at most maxNorm; returns the norm before clipping. */
+  /**
+   * Scale gradients by min(1, maxNorm / (norm + 1e-6)), as torch.nn.utils.clip_grad_norm_ does;
+   * returns the norm before clipping.
+   */
   clipGradNorm(maxNorm: number): number {
     const norm = this.gradNorm();
-    if (maxNorm > 0 && norm > maxNorm) for (const p of this.params) if (p.grad) T.scaleInPlace(p.grad, maxNorm / (norm + 1e-6));
+    const coef = maxNorm / (norm + 1e-6);
+    if (maxNorm > 0 && coef < 1) for (const p of this.params) if (p.grad) T.scaleInPlace(p.grad, coef);
     return norm;
   }
 
@@ -57,7 +67,9 @@ export class AdamW {
     for (const p of this.params) {
       if (!p.grad) continue;
       const wd = isDecayed(p) ? this.opts.weightDecay : 0;
-      T.adamwUpdate(p, p.grad, this.m.get(p.name!)!, this.v.get(p.name!)!, { lr, beta1: this.opts.beta1, beta2: this.opts.beta2, eps: this.opts.eps, weightDecay: wd, step: this.step });
+      const step = this.steps.get(p.name!)! + 1;
+      this.steps.set(p.name!, step);
+      T.adamwUpdate(p, p.grad, this.m.get(p.name!)!, this.v.get(p.name!)!, { lr, beta1: this.opts.beta1, beta2: this.opts.beta2, eps: this.opts.eps, weightDecay: wd, step });
     }
     this.zeroGrad();
   }
