@@ -249,14 +249,14 @@ export function renderInference(p: InferencePlan, name: string, c: Cluster, weig
 }
 
 export function renderValidation(): string[] {
-  const rows = validate().map((v) => [v.run.what, v.run.unit, String(v.run.reported), v.predicted.toFixed(1), `${v.error >= 0 ? '+' : ''}${pct(v.error)}`, `±${(v.run.tolerance * 100).toFixed(0)}%`]);
-  return table(rows, ['published run', 'unit', 'reported', 'predicted', 'error', 'tolerance']);
+  const rows = validate().map((v) => [v.run.what, v.run.unit, String(v.run.reported), v.predicted.toFixed(1), `${v.error >= 0 ? '+' : ''}${pct(v.error)}`]);
+  return table(rows, ['published run', 'unit', 'reported', 'predicted', 'error']);
 }
 
 export function runPlan(o: PlanCliOptions): void {
   if (o.validate) {
     const v = validate();
-    if (o.json) console.log(JSON.stringify(v.map((x) => ({ id: x.run.id, what: x.run.what, source: x.run.source, unit: x.run.unit, reported: x.run.reported, predicted: x.predicted, error: x.error, tolerance: x.run.tolerance, assumptions: x.run.assumptions })), null, 2));
+    if (o.json) console.log(JSON.stringify(v.map((x) => ({ id: x.run.id, what: x.run.what, source: x.run.source, unit: x.run.unit, reported: x.run.reported, predicted: x.predicted, error: x.error, assumptions: x.run.assumptions })), null, 2));
     else for (const l of renderValidation()) console.log(l);
     return;
   }
