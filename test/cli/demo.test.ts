@@ -15,15 +15,37 @@ function skymoe(...args: string[]) {
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
-test('demo prints the comparison table, saves the best model and samples from it', () => {
+test('demo: equal tokens for the three phase-2 runs, the best model is the lowest validation loss, the verdict agrees', () => {
   const dir = mkdtempSync(join(tmpdir(), 'skymoe-demo-'));
   const r = skymoe('demo', '--minutes', '0.02', '--out', dir, '--no-report');
   assert.equal(r.code, 0, r.err);
-  for (const row of ['dense (phase 1)', 'MoE upcycled from dense', 'dense continued', 'MoE from scratch']) assert.match(r.out, new RegExp(`${row.replace(/[()]/g, '\\$&')} +\\d+ +[\\d.]+ +[\\d.]+ +\\d+`));
-  assert.match(r.out, /upcycled MoE vs continued dense: validation loss [\d.]+ vs [\d.]+/);
+  const rows = new Map<string, { tokens: number; valLoss: number; ppl: number }>();
+  for (const label of ['dense (phase 1)', 'MoE upcycled from dense', 'dense continued', 'MoE from scratch']) {
+    const m = new RegExp(`^${label.replace(/[()]/g, '\\$&')} +(\\d+) +([\\d.]+) +([\\d.]+) +\\d+$`, 'm').exec(r.out);
+    assert.ok(m, `table row '${label}' in:\n${r.out}`);
+    rows.set(label, { tokens: Number(m[1]), valLoss: Number(m[2]), ppl: Number(m[3]) });
+  }
+  for (const [label, row] of rows) assert.ok(Math.abs(Math.exp(row.valLoss) - row.ppl) < 0.01 * row.ppl, `${label}: ppl ${row.ppl} is exp(${row.valLoss})`);
+  const phase2 = { 'moe-upcycled': rows.get('MoE upcycled from dense')!, 'dense-continued': rows.get('dense continued')!, 'moe-scratch': rows.get('MoE from scratch')! };
+  const tokens = Object.values(phase2).map((x) => x.tokens);
+  assert.ok(tokens[0]! > 0 && tokens.every((t) => t === tokens[0]), `phase-2 runs saw ${tokens.join(', ')} tokens`);
+  // each run's own metrics agree with the table: the last validation loss and the tokens seen
+  for (const [name, row] of Object.entries(phase2)) {
+    const lines = readFileSync(join(dir, name, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { valLoss?: number; tokens?: number });
+    const lastEval = lines.filter((l) => typeof l.valLoss === 'number').at(-1)!;
+    assert.equal(lastEval.valLoss!.toFixed(4), row.valLoss.toFixed(4), `${name}: last validation loss in metrics.jsonl`);
+  }
+  const [bestName] = Object.entries(phase2).reduce((a, b) => (b[1].valLoss < a[1].valLoss ? b : a));
+  assert.match(r.out, new RegExp(`^best model: ${bestName} `, 'm'));
+  const bestCfg = JSON.parse(readFileSync(join(dir, 'best-model', 'config.json'), 'utf8')) as { model_type: string };
+  assert.equal(bestCfg.model_type, bestName === 'dense-continued' ? 'llama' : 'skywork');
+  const up = phase2['moe-upcycled'].valLoss, dense = phase2['dense-continued'].valLoss;
+  const verdict = /^upcycled MoE vs continued dense: validation loss ([\d.]+) vs ([\d.]+) \((MoE|dense) better\)$/m.exec(r.out);
+  assert.ok(verdict, r.out);
+  assert.deepEqual([Number(verdict[1]), Number(verdict[2])], [up, dense]);
+  assert.equal(verdict[3], up < dense ? 'MoE' : 'dense');
   assert.match(r.out, /samples from the best model:\n {2}> Call me Ishmael/);
-  assert.ok(existsSync(join(dir, 'best-model', 'config.json')) && existsSync(join(dir, 'best-model', 'tokenizer.json')));
-  assert.ok(existsSync(join(dir, 'moe-upcycled', 'metrics.jsonl')));
+  assert.ok(existsSync(join(dir, 'best-model', 'tokenizer.json')));
   rmSync(dir, { recursive: true });
 });
 

@@ -121,3 +121,124 @@ test('random structural header mutations', TIMEOUT, () => {
     { numRuns: 1000 },
   );
 });
+
+const DTYPE_SIZE: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, F8_E4M3: 1, F8_E5M2: 1, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+
+/**
+ * Whole headers that are valid JSON with consistent offsets by default, each field sometimes
+ * hostile: unknown or oddly cased dtypes, zero, huge, negative or fractional dimensions, offsets
+ * swapped, overlapping, gapped or past the end, names that collide with __metadata__, metadata
+ * values that are not strings, a data buffer a few bytes short or long. Most files get past the
+ * length and JSON checks, so the per-tensor and tiling checks and the reads are what is fuzzed.
+ */
+const hostileHeader = fc
+  .record({
+    tensors: fc.array(
+      fc.record({
+        name: fc.oneof(fc.string({ maxLength: 12 }), fc.constantFrom('', 'a', 'model.layers.0.mlp.up_proj.weight', 'ü名', 'x'.repeat(300))),
+        dtype: fc.oneof(
+          { weight: 8, arbitrary: fc.constantFrom(...Object.keys(DTYPE_SIZE)) },
+          { weight: 1, arbitrary: fc.constantFrom<unknown>('f32', '', 'F4', 'U16', 'Q8_0', 7, null, ['F32']) },
+        ),
+        shape: fc.oneof(
+          { weight: 8, arbitrary: fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 3 }) },
+          { weight: 1, arbitrary: fc.array(fc.constantFrom<unknown>(-1, 1.5, 2 ** 31, 2 ** 53, 2 ** 60, '3', null), { minLength: 1, maxLength: 3 }) },
+        ),
+        offsets: fc.oneof(
+          { weight: 8, arbitrary: fc.constant('consistent' as const) },
+          { weight: 1, arbitrary: fc.constantFrom('swapped' as const, 'overlap' as const, 'gap' as const, 'past-end' as const, 'negative' as const, 'float' as const, 'huge' as const, 'one' as const) },
+        ),
+      }),
+      { maxLength: 5 },
+    ),
+    metadata: fc.oneof(
+      { weight: 6, arbitrary: fc.dictionary(fc.string({ maxLength: 5 }), fc.string({ maxLength: 5 }), { maxKeys: 3 }) },
+      { weight: 1, arbitrary: fc.constantFrom<unknown>(null, 'pt', [], { format: 1 }, { a: { b: 'c' } }) },
+      { weight: 1, arbitrary: fc.constant(undefined) },
+    ),
+    slack: fc.oneof({ weight: 8, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: -3, max: 3 }) }),
+  })
+  .map(({ tensors, metadata, slack }) => {
+    const header: Record<string, unknown> = {};
+    if (metadata !== undefined) header.__metadata__ = metadata;
+    let pos = 0;
+    const seen = new Set<string>();
+    for (const t of tensors) {
+      while (seen.has(t.name) || t.name === '__metadata__') t.name += '#';
+      seen.add(t.name);
+      const size = typeof t.dtype === 'string' && DTYPE_SIZE[t.dtype] ? DTYPE_SIZE[t.dtype]! : 4;
+      const n = (t.shape as unknown[]).reduce<number>((p, d) => p * (typeof d === 'number' && d >= 0 && d < 1e6 ? d : 1), 1) * size;
+      let offs: unknown = [pos, pos + n];
+      if (t.offsets === 'swapped') offs = [pos + n + 1, pos];
+      else if (t.offsets === 'overlap') offs = [Math.max(0, pos - 1), Math.max(0, pos - 1) + n];
+      else if (t.offsets === 'gap') offs = [pos + 1, pos + 1 + n];
+      else if (t.offsets === 'past-end') offs = [pos, pos + n + 1000];
+      else if (t.offsets === 'negative') offs = [-4, pos + n];
+      else if (t.offsets === 'float') offs = [pos + 0.5, pos + n + 0.5];
+      else if (t.offsets === 'huge') offs = [pos, 2 ** 60];
+      else if (t.offsets === 'one') offs = [pos];
+      header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: offs };
+      // a gap or an overlap shifts the tensors after it too, so it is the file's only fault
+      pos = t.offsets === 'gap' || t.offsets === 'overlap' ? (offs as number[])[1]! : pos + n;
+    }
+    return { header, dataLength: Math.max(0, pos + slack) };
+  });
+
+/** The safetensors rules, written out from the format's description: the oracle for the reader's verdict. */
+function validBySpec(header: Record<string, unknown>, dataLength: number): boolean {
+  const isInt = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
+  const spans: [number, number][] = [];
+  for (const [name, v] of Object.entries(header)) {
+    if (name === '__metadata__') {
+      if (typeof v !== 'object' || v === null || Array.isArray(v) || !Object.values(v).every((x) => typeof x === 'string')) return false;
+      continue;
+    }
+    const e = v as { dtype: unknown; shape: unknown; data_offsets: unknown };
+    if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_SIZE)) return false;
+    if (!Array.isArray(e.shape) || !e.shape.every(isInt)) return false;
+    const o = e.data_offsets;
+    if (!Array.isArray(o) || o.length !== 2 || !o.every(isInt) || o[0] > o[1] || o[1] > dataLength) return false;
+    if (e.shape.reduce((p: bigint, d: number) => p * BigInt(d), 1n) * BigInt(DTYPE_SIZE[e.dtype]!) !== BigInt(o[1] - o[0])) return false;
+    spans.push([o[0], o[1]]);
+  }
+  spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let pos = 0;
+  for (const [b, e] of spans) {
+    if (b !== pos) return false;
+    pos = e;
+  }
+  return pos === dataLength;
+}
+
+test('structure-aware: valid JSON headers with hostile fields reach every check, and what is accepted reads back whole', TIMEOUT, () => {
+  let accepted = 0, rejected = 0, total = 0;
+  fc.assert(
+    fc.property(hostileHeader, ({ header, dataLength }) => {
+      total++;
+      const data = Uint8Array.from({ length: dataLength }, (_, i) => (i * 37) & 0xff);
+      const res = exercise(handMade(header, data));
+      assert.equal(res === 'ok', validBySpec(header, dataLength), `verdict ${res === 'ok' ? 'accepted' : res.message} for ${JSON.stringify(header)} with ${dataLength} data bytes`);
+      if (res !== 'ok') {
+        rejected++;
+        assert.ok(res.message.startsWith(path), res.message);
+        return;
+      }
+      accepted++;
+      // Accepted: every tensor reads back exactly its declared bytes.
+      const r = openSafetensors(path);
+      try {
+        for (const name of r.names()) {
+          const info = r.info(name);
+          assert.equal(r.readRaw(name).length, info.shape.reduce((a, b) => a * b, 1) * DTYPE_SIZE[info.dtype]!, name);
+        }
+      } finally {
+        r.close();
+      }
+    }),
+    { numRuns: 1500, seed: 42 },
+  );
+  // The generator must get past the cheap checks often, and must also hit the faults.
+  assert.ok(accepted > 0.25 * total, `only ${accepted} of ${total} files were accepted`);
+  assert.ok(rejected > 0.25 * total, `only ${rejected} of ${total} files were rejected`);
+  if (process.env.SKYMOE_FUZZ_REPORT) console.log(`structure-aware fuzz: ${accepted} accepted, ${rejected} rejected of ${total}`);
+});
