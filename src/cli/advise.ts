@@ -28,6 +28,8 @@ export function runAdvise(o: AdviseCliOptions): void {
   const moe = configFrom(o.moe, o.moePreset, 'moe');
   if (!moe) throw new Error('advise: give the planned MoE with --moe DIR or --moe-preset NAME');
   if (dense && o.denseTokens === undefined) throw new Error('advise: --dense-tokens (tokens the dense model was trained on) is needed with a dense model');
+  const budgets = [o.tokens, o.flops, o.gpuHours].filter((x) => x !== undefined).length;
+  if (budgets !== 1) throw new Error(`advise: give exactly one MoE budget: --tokens, --flops or --gpu-hours (got ${budgets})`);
   const a = advise({
     dense: dense ? { config: dense, tokens: o.denseTokens! } : undefined,
     moe,

@@ -26,8 +26,9 @@ export function runInspect(dir: string | undefined, o: { preset?: string }): voi
   // Loading for expert similarity uses the js backend: no threads to start for a one-off read.
   if ((dir === undefined) === (o.preset === undefined)) throw new Error('inspect: give a model directory or --preset NAME (one of them)');
   if (o.preset) {
+    const lines = inspectConfig(preset(o.preset)); // an unknown preset fails here, before anything is printed
     console.log(`preset        ${o.preset}`);
-    for (const l of inspectConfig(preset(o.preset))) console.log(l);
+    for (const l of lines) console.log(l);
     return;
   }
   const cfg = readConfig(dir!);

@@ -17,7 +17,7 @@ import { runReport } from './report.js';
 import { runPlan } from './plan.js';
 
 const program = new Command();
-program.name('skymoe').description('Skywork-MoE in TypeScript: train, upcycle, plan, quantize, generate, serve').version('0.1.0');
+program.name('skymoe').description('Skywork-MoE in TypeScript: train, upcycle, advise, plan, generate, score, report').version('0.1.0');
 
 program
   .command('selfcheck')

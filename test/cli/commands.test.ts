@@ -1,0 +1,131 @@
+/**
+ * Each command as a user runs it: parsing, exit codes, what it prints, and the error for a bad flag
+ * or path (named, exit code 1, nothing on stdout). Also: the README and `--help` promise only
+ * commands that exist.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const main = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
+const work = mkdtempSync(join(tmpdir(), 'skymoe-commands-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+const env = { ...process.env, SKYMOE_BACKEND: 'wasm', SKYMOE_THREADS: '2', SKYMOE_CACHE: join(work, 'cache') };
+
+function skymoe(...args: string[]) {
+  const r = spawnSync(process.execPath, [main, ...args], { encoding: 'utf8', env });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+/** A failure: non-zero exit, the message on stderr matching `re`, nothing on stdout. */
+function fails(args: string[], re: RegExp) {
+  const r = skymoe(...args);
+  assert.notEqual(r.code, 0, `skymoe ${args.join(' ')} should fail`);
+  assert.match(r.err, re, `skymoe ${args.join(' ')}`);
+  assert.equal(r.out, '', `skymoe ${args.join(' ')} printed to stdout before failing`);
+}
+
+const commands = [...skymoe('--help').out.split(/^Commands:$/m)[1]!.matchAll(/^ {2}([a-z-]+)/gm)].map((m) => m[1]!).filter((c) => c !== 'help');
+
+test('the README and --help list the same commands, and only commands that exist', () => {
+  assert.ok(commands.length >= 12, commands.join(' '));
+  const inReadme = new Set([...readme.matchAll(/`(?:npx )?skymoe ([a-z-]+)/g)].map((m) => m[1]!));
+  for (const c of inReadme) assert.ok(commands.includes(c), `README mentions 'skymoe ${c}', which is not a command`);
+  for (const c of commands) assert.ok(inReadme.has(c), `'skymoe ${c}' is not in the README`);
+  // The program description lists what skymoe does: each verb is a command.
+  const verbs = /Skywork-MoE in TypeScript: (.*)$/m.exec(skymoe('--help').out)![1]!.split(/, /);
+  for (const v of verbs) assert.ok(commands.includes(v), `--help promises '${v}'`);
+  // What is not built is named only under "Not built yet", never as present.
+  const present = readme.replace(/## Not built yet[\s\S]*?(?=\n## )/, '');
+  for (const claim of [/quantiz/i, /OpenAI/i, /\bserver\b/i, /FP8 inference/i, /GGUF/i]) assert.doesNotMatch(present, claim);
+  for (const c of commands) assert.equal(skymoe(c, '--help').code, 0, `skymoe ${c} --help`);
+  fails(['frobnicate'], /unknown command 'frobnicate'/);
+});
+
+test('inspect: an unknown preset exits non-zero naming it and the known ones', () => {
+  fails(['inspect', '--preset', 'huge'], /unknown preset 'huge': expected one of skywork-moe-146b.*tiny/);
+  fails(['inspect'], /a model directory or --preset NAME/);
+  fails(['inspect', join(work, 'missing')], /missing\/config\.json: not found/);
+});
+
+test('upcycle: a dense checkpoint becomes an MoE with the dense logits; bad input is named', () => {
+  const dense = join(work, 'dense');
+  assert.equal(skymoe('init', '--preset', 'tiny-dense', '--out', dense, '--seed', '2').code, 0);
+  const moe = join(work, 'moe');
+  const r = skymoe('upcycle', '--from', dense, '--out', moe, '--experts', '4', '--top-k', '2');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /4 experts top-2/);
+  const cfg = JSON.parse(readFileSync(join(moe, 'config.json'), 'utf8'));
+  assert.deepEqual([cfg.model_type, cfg.num_experts, cfg.num_experts_per_tok, cfg.moe_use_logits_norm], ['skywork', [4], 2, true]);
+  assert.ok(existsSync(join(moe, 'tokenizer.json')));
+  // Every expert is the dense FFN and the renormalized top-k weights sum to 1: the same perplexity.
+  const ppl = (dir: string) => Number(/perplexity ([\d.]+)/.exec(skymoe('score', '--model', dir, '--text', 'Call me Ishmael.').out)![1]);
+  assert.equal(ppl(moe), ppl(dense));
+  fails(['upcycle', '--out', join(work, 'x')], /required option '--from <dir>' not specified/);
+  fails(['upcycle', '--from', join(work, 'nope'), '--out', join(work, 'x')], /nope\/config\.json: not found/);
+  fails(['upcycle', '--from', dense, '--out', join(work, 'x'), '--experts', '0'], /--experts.*expected a positive integer/);
+  fails(['upcycle', '--from', dense, '--out', join(work, 'x'), '--experts', '4', '--top-k', '5'], /--top-k must be in \[1, 4\] \(got 5\)/);
+  fails(['upcycle', '--from', moe, '--out', join(work, 'x')], /the source must be a dense Llama-layout model \(got skywork with 4 experts\)/);
+});
+
+test('advise: the report rule at its boundaries, and named errors', () => {
+  // C_moe / C_dense from the printed figures decides: >= 2 scratch, < 0.5 upcycle.
+  const decide = (tokens: string) => {
+    const r = skymoe('advise', '--dense-preset', 'small-dense', '--dense-tokens', '1e9', '--moe-preset', 'small', '--tokens', tokens);
+    assert.equal(r.code, 0, r.err);
+    return { ratio: Number(/C_moe \/ C_dense = ([\d.]+)/.exec(r.out)![1]), decision: /decision: (\w+)/.exec(r.out)![1] };
+  };
+  const low = decide('3e8'), high = decide('2e9');
+  assert.ok(low.ratio < 0.5 && low.decision === 'UPCYCLE', JSON.stringify(low));
+  assert.ok(high.ratio >= 2 && high.decision === 'SCRATCH', JSON.stringify(high));
+  fails(['advise', '--dense-preset', 'small-dense', '--dense-tokens', '1e9', '--moe-preset', 'small', '--tokens', 'abc'], /--tokens.*expected a number, got 'abc'/);
+  fails(['advise', '--dense-preset', 'nope', '--dense-tokens', '1e9', '--moe-preset', 'small', '--tokens', '1e9'], /unknown preset 'nope'/);
+  fails(['advise', '--dense-preset', 'small-dense', '--moe-preset', 'small', '--tokens', '1e9'], /--dense-tokens \(tokens the dense model was trained on\) is needed/);
+  fails(['advise', '--dense-preset', 'small-dense', '--dense-tokens', '1e9', '--moe-preset', 'small'], /exactly one MoE budget: --tokens, --flops or --gpu-hours \(got 0\)/);
+  fails(['advise', '--dense-preset', 'small-dense', '--dense-tokens', '1e9', '--moe-preset', 'small', '--tokens', '1e9', '--flops', '1e20'], /\(got 2\)/);
+});
+
+test('report: a training run becomes an HTML page with charts; a missing run is named', () => {
+  const run = join(work, 'run');
+  const t = skymoe('train', '--preset', 'tiny', '--out', run, '--steps', '4', '--batch', '2', '--seq', '32', '--eval-every', '2', '--eval-batches', '1');
+  assert.equal(t.code, 0, t.err);
+  const r = skymoe('report', run);
+  assert.equal(r.code, 0, r.err);
+  const html = r.out.trim();
+  assert.ok(html.endsWith('index.html') && existsSync(html), r.out);
+  assert.match(readFileSync(html, 'utf8'), /<img|<svg/);
+  fails(['report', join(work, 'no-run')], /no-run: not a run directory/);
+  fails(['report'], /missing required argument 'runDirs'/);
+});
+
+test('selfcheck and doctor: exit 0 on working backends, with what they checked', () => {
+  for (const b of ['js', 'wasm']) {
+    const r = skymoe('selfcheck', '--backend', b);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /selfcheck passed/);
+    assert.match(r.out, /ok +rmsnorm/);
+  }
+  fails(['selfcheck', '--backend', 'cuda'], /'cuda' is invalid\. Allowed choices are js, wasm, native/);
+  const d = skymoe('doctor');
+  assert.equal(d.code, 0, d.err);
+  for (const l of [/js +available/, /wasm +available: wasm simd128/, /default backend: wasm/]) assert.match(d.out, l);
+});
+
+test('plan: a layout on the command line, --validate, and errors naming the flag', () => {
+  const r = skymoe('plan', '--preset', 'skywork-moe-146b', '--gpus', '1536', '--gpu', 'a800-80g');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /chosen layout/);
+  assert.match(r.out, /--expert-model-parallel-size/);
+  const v = skymoe('plan', '--validate');
+  assert.equal(v.code, 0, v.err);
+  assert.match(v.out, /Skywork-MoE 146B.*690/);
+  fails(['plan', '--preset', 'skywork-moe-146b', '--gpus', 'abc', '--gpu', 'a800-80g'], /--gpus.*expected a positive integer, got 'abc'/);
+  fails(['plan', '--preset', 'skywork-moe-146b', '--gpus', '1536', '--gpu', 'v100'], /--gpu: unknown GPU 'v100'/);
+  fails(['plan', '--preset', 'skywork-moe-146b', '--gpu', 'a800-80g'], /--gpus/);
+  fails(['plan', '--config', join(work, 'nope.json'), '--gpus', '8', '--gpu', 'h100-sxm'], /nope\.json/);
+});
