@@ -12,7 +12,9 @@
       "target_name": "skymoe_native",
       "sources": [
         "src/backend/native/csrc/addon.c",
+        "src/backend/native/csrc/addon_weights.c",
         "src/backend/native/csrc/pool.c",
+        "src/backend/native/csrc/weights.c",
         "src/backend/native/csrc/gemm.c",
         "src/backend/native/csrc/attention.c",
         "src/backend/native/csrc/ops.c",
@@ -33,7 +35,7 @@
       "type": "static_library",
       "sources": ["src/backend/native/csrc/isa_avx2.c"],
       "defines": ["SKYMOE_X86"],
-      "cflags": ["<@(common_cflags)", "-mavx2", "-mfma"],
+      "cflags": ["<@(common_cflags)", "-mavx2", "-mfma", "-mf16c"],
       "cflags!": ["-O2", "-O0"]
     },
     {
@@ -41,7 +43,7 @@
       "type": "static_library",
       "sources": ["src/backend/native/csrc/isa_avx512.c"],
       "defines": ["SKYMOE_X86"],
-      "cflags": ["<@(common_cflags)", "-mavx2", "-mfma", "-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq",
+      "cflags": ["<@(common_cflags)", "-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq",
                  "-mprefer-vector-width=512"],
       "cflags!": ["-O2", "-O0"]
     }

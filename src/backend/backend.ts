@@ -48,6 +48,45 @@ export const enum GroupedMode {
   AtB = 2,
 }
 
+/**
+ * Storage dtypes of weights. Activations, gradients and optimizer state are always f32; weights may
+ * be stored narrower and are decoded by the kernels that read them (linearW, groupedLinearW,
+ * gatherRowsW, dequantize), in registers or while packing.
+ * F8E4M3 is float8_e4m3fn (bias 7, max 448, no infinities); its NaN codes 0x7F/0xFF are not valid
+ * weights (skymoe never writes them; kernels other than the js reference may decode them as 480).
+ */
+export const enum WeightDType {
+  F32 = 0,
+  BF16 = 1,
+  F16 = 2,
+  F8E4M3 = 3,
+}
+
+/** Bytes per element of each WeightDType. */
+export const WEIGHT_DTYPE_BYTES: readonly number[] = [4, 2, 2, 1];
+
+/**
+ * A read-only weight matrix [rows, cols], row-major, as kernels see it: the real value of element
+ * (r, c) is decode(stored) * scale * (rowScale ? rowScale[r] : 1). `ptr` may point into the heap or
+ * into a file mapped by `Backend.mapFile` (native only); rowScale is f32 [rows] in either.
+ */
+export interface WeightRef {
+  readonly ptr: Ptr;
+  readonly dtype: WeightDType;
+  readonly scale: number;
+  readonly rowScale: Ptr | null;
+}
+
+/** Weights of the groups of a grouped product (one per expert), with their packed form for native code. */
+export class WeightTable {
+  /** [ptr, dtype, scale, rowScale or NaN] per weight. */
+  readonly packed: Float64Array;
+  constructor(readonly refs: readonly WeightRef[]) {
+    this.packed = new Float64Array(refs.length * 4);
+    refs.forEach((r, i) => this.packed.set([r.ptr, r.dtype, r.scale, r.rowScale ?? NaN], i * 4));
+  }
+}
+
 export interface Kernels {
   // ---------------------------------------------------------------- dense linear algebra
   /**
@@ -66,6 +105,19 @@ export interface Kernels {
    * `b` is the stacked weight for XWt and XW and the second row operand for AtB.
    */
   groupedMatmul(mode: GroupedMode, a: Ptr, b: Ptr, c: Ptr, offsets: Int32Array, m: number, k: number, beta: 0 | 1): void;
+
+  // ---------------------------------------------------------------- weights in their storage dtype
+  /** y [m, n] = x [m, k] @ W^T, W a [n, k] weight (y overwritten). */
+  linearW(x: Ptr, w: WeightRef, y: Ptr, m: number, k: number, n: number): void;
+  /**
+   * Grouped y[rows_g] = x[rows_g] @ W_g^T over contiguous row segments (offsets as for
+   * groupedMatmul, G + 1 entries): x [N, k], each W_g [n, k] (ws.refs[g]), y [N, n] overwritten.
+   */
+  groupedLinearW(x: Ptr, ws: WeightTable, y: Ptr, offsets: Int32Array, n: number, k: number): void;
+  /** out[i] = row ids[i] of W [rows, cols], decoded and scaled (ids i32 [count], each < rows). */
+  gatherRowsW(w: WeightRef, rows: number, ids: Ptr, out: Ptr, count: number, cols: number): void;
+  /** out [rows, cols] (f32) = the real values of W. */
+  dequantize(w: WeightRef, out: Ptr, rows: number, cols: number): void;
 
   // ---------------------------------------------------------------- elementwise
   /** out[i] = value for i < n (f32, or the i32 bit pattern when `int`). */
@@ -166,6 +218,15 @@ export interface Kernels {
 
 export type KernelName = keyof Kernels;
 
+/** A file mapped by `Backend.mapFile`. */
+export interface MappedFile {
+  /** Pointer of the file's first byte. */
+  readonly ptr: Ptr;
+  readonly bytes: number;
+  /** Unmap it; every pointer into it becomes invalid. Idempotent. */
+  unmap(): void;
+}
+
 export interface Backend {
   readonly name: BackendName;
   /** Threads the kernels use. */
@@ -180,6 +241,14 @@ export interface Backend {
   readI32(ptr: Ptr, length: number): Int32Array;
   /** Copy values into the heap at ptr. */
   write(ptr: Ptr, data: Float32Array | Int32Array): void;
+  /** Copy raw bytes into the heap at ptr (weights in their storage dtype; any alignment). */
+  writeBytes(ptr: Ptr, data: Uint8Array): void;
+  /**
+   * Map a file read-only into the kernels' address space (native only; absent elsewhere): its
+   * bytes are addressed by pointers from `ptr`, never copied, never counted in the heap, and shared
+   * with other processes through the page cache. JS cannot view them; only kernels read them.
+   */
+  mapFile?(path: string): MappedFile;
   /** One line: backend, ISA or SIMD flavour, threads. */
   describe(): string;
   /** Stop worker threads and release memory; the backend is unusable afterwards. */

@@ -38,6 +38,10 @@ export abstract class HeapBackend implements Backend {
     else this.heap.i32.set(data, ptr / 4);
   }
 
+  writeBytes(ptr: Ptr, data: Uint8Array): void {
+    this.heap.u8.set(data, ptr);
+  }
+
   abstract describe(): string;
 
   async dispose(): Promise<void> {}

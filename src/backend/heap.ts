@@ -47,7 +47,7 @@ export class WasmMemoryStorage implements HeapStorage {
     const have = this.memory.buffer.byteLength;
     if (bytes <= have) return;
     if (bytes > this.maxBytes) {
-      throw new HeapError(`heap: cannot grow to ${fmtBytes(bytes)}; this backend's memory is limited to ${fmtBytes(this.maxBytes)}`);
+      throw new HeapError(`heap: cannot grow to ${fmtBytes(bytes)}; this backend's memory is limited to ${fmtBytes(this.maxBytes)} (wasm32), and checkpoint weights are copied into it: the native backend reads them in place from the files instead`);
     }
     // Grow geometrically so that a run of small allocations does not grow page by page.
     const target = Math.min(this.maxBytes, Math.max(bytes, Math.floor(have * 1.5)));
@@ -68,7 +68,7 @@ export class ArrayBufferStorage implements HeapStorage {
   }
   grow(bytes: number): void {
     if (bytes <= this.buf.byteLength) return;
-    if (bytes > this.maxBytes) throw new HeapError(`heap: cannot grow to ${fmtBytes(bytes)} (limit ${fmtBytes(this.maxBytes)})`);
+    if (bytes > this.maxBytes) throw new HeapError(`heap: cannot grow to ${fmtBytes(bytes)} (limit ${fmtBytes(this.maxBytes)}; checkpoint weights are copied into this heap: the native backend reads them in place from the files instead)`);
     const next = new ArrayBuffer(alignUp(Math.max(bytes, Math.floor(this.buf.byteLength * 1.5))));
     new Uint8Array(next).set(new Uint8Array(this.buf));
     this.buf = next;

@@ -9,7 +9,8 @@ export class JsBackend extends HeapBackend {
   readonly threads = 1;
   readonly kernels: Kernels;
   constructor(initialBytes = 1 << 20) {
-    super(new Heap(new ArrayBufferStorage(initialBytes)));
+    // Node's typed arrays stop at 2^32 bytes (buffer.constants.MAX_LENGTH): so does this heap.
+    super(new Heap(new ArrayBufferStorage(initialBytes, 2 ** 32)));
     this.kernels = makeJsKernels(this.heap);
   }
   describe(): string {

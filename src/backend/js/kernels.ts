@@ -4,6 +4,7 @@
  */
 import { BinaryOp, GroupedMode, type Kernels, type Ptr, UnaryOp } from '../backend.js';
 import type { Heap } from '../heap.js';
+import { makeJsWeightKernels } from './weight-kernels.js';
 
 const w = (p: Ptr) => p / 4; // byte offset -> 32-bit word index (pointers are 4-byte aligned; no 32-bit shift: heaps may pass 4 GiB)
 
@@ -32,6 +33,8 @@ export function makeJsKernels(heap: Heap): Kernels {
   }
 
   return {
+    ...makeJsWeightKernels(heap),
+
     matmul(a, b, c, m, k, n, transA, transB, batch, strideA, strideB, strideC, beta) {
       for (let i = 0; i < batch; i++) gemm(a + 4 * i * strideA, b + 4 * i * strideB, c + 4 * i * strideC, m, k, n, transA, transB, beta);
     },

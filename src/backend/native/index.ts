@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import { totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { type Backend, BackendError, type Kernels } from '../backend.js';
+import { type Backend, BackendError, type Kernels, type MappedFile } from '../backend.js';
 import { Heap, HeapError, type HeapStorage, fmtBytes } from '../heap.js';
 import { HeapBackend } from '../heap-backend.js';
 import { type AddonHandle, type NativeAddon, makeNativeKernels } from './kernels.js';
@@ -106,6 +106,21 @@ export class NativeBackend extends HeapBackend {
 
   describe(): string {
     return `native ${this.isa} threads=${this.threads}`;
+  }
+
+  /** Map a file read-only; kernels read it in place (see Backend.mapFile). */
+  mapFile(path: string): MappedFile {
+    const { offset, bytes } = this.addon.mapFile(this.handle, path);
+    let mapped = true;
+    return {
+      ptr: offset,
+      bytes,
+      unmap: () => {
+        if (!mapped || this.disposed) return;
+        mapped = false;
+        this.addon.unmapFile(this.handle, offset);
+      },
+    };
   }
 
   /**

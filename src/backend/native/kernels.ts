@@ -3,7 +3,7 @@
  * 4-D shape helpers are flattened into numbers; the addon reads JS numbers directly).
  * Semantics of every kernel: ../backend.ts.
  */
-import type { GroupedMode, Kernels } from '../backend.js';
+import type { GroupedMode, Kernels, WeightRef } from '../backend.js';
 
 /** The opaque context the addon returns from create(). */
 export type AddonHandle = { readonly __skymoeNative: unique symbol };
@@ -20,8 +20,13 @@ export interface NativeAddon {
   fmaProbe(h: AddonHandle, iters: number): number;
   groupedMatmul(h: AddonHandle, mode: GroupedMode, a: number, b: number, c: number, offsets: Int32Array, m: number, k: number, beta: number): void;
   sumSquares(h: AddonHandle, x: number, n: number): number;
+  mapFile(h: AddonHandle, path: string): { offset: number; bytes: number };
+  unmapFile(h: AddonHandle, offset: number): void;
   [kernel: string]: unknown;
 }
+
+/** rowScale travels as a number; NaN means none (pointers may be any integer, so no sentinel value). */
+const rs = (w: WeightRef) => w.rowScale ?? NaN;
 
 export function makeNativeKernels(addon: NativeAddon, h: AddonHandle): Kernels {
   const fn = (name: string) => {
@@ -37,7 +42,13 @@ export function makeNativeKernels(addon: NativeAddon, h: AddonHandle): Kernels {
   const stdRowsBackward = fn('stdRowsBackward'), topk = fn('topk'), transpose = fn('transpose');
   const gatherRows = fn('gatherRows'), scatterAddRows = fn('scatterAddRows'), rope = fn('rope');
   const attention = fn('attention'), attentionBackward = fn('attentionBackward'), adamw = fn('adamw');
+  const linearW = fn('linearW'), gatherRowsW = fn('gatherRowsW'), dequantize = fn('dequantize');
+  const groupedLinearW = addon.groupedLinearW as (h: AddonHandle, x: number, table: Float64Array, y: number, offsets: Int32Array, n: number, k: number) => void;
   return {
+    linearW: (x, w, y, m, k, n) => linearW(h, x, w.ptr, w.dtype, w.scale, rs(w), y, m, k, n),
+    groupedLinearW: (x, ws, y, offsets, n, k) => groupedLinearW(h, x, ws.packed, y, offsets, n, k),
+    gatherRowsW: (w, rows, ids, out, count, cols) => gatherRowsW(h, w.ptr, w.dtype, w.scale, rs(w), rows, ids, out, count, cols),
+    dequantize: (w, out, rows, cols) => dequantize(h, w.ptr, w.dtype, w.scale, rs(w), out, rows, cols),
     matmul: (a, b, c, m, k, n, transA, transB, batch, sA, sB, sC, beta) =>
       matmul(h, a, b, c, m, k, n, transA, transB, batch, sA, sB, sC, beta),
     groupedMatmul: (mode, a, b, c, offsets, m, k, beta) => addon.groupedMatmul(h, mode, a, b, c, offsets, m, k, beta),

@@ -66,6 +66,7 @@ static void ctx_dispose(ctx_t *c) {
     free(c->scratch[t].acc);
   }
   free(c->scratch);
+  ctx_unmap_all(c);
   /* ArrayBuffers may still view the region: keep it mapped, but give its pages back now. */
   madvise(c->base, c->reserved, MADV_DONTNEED);
   ctx_unref(c);
@@ -111,81 +112,9 @@ static const char *ctx_create(int threads, const char *isa_name, size_t reserve,
   return NULL;
 }
 
-/* ------------------------------------------------------------------ argument plumbing */
-#define MAX_ARGS 24
-typedef struct {
-  napi_env env;
-  napi_value v[MAX_ARGS];
-  size_t n;
-  ctx_t *cx;
-  int bad;
-} args_t;
+#include "napi_args.h"
 
-static napi_value fail(napi_env env, const char *msg) {
-  napi_throw_error(env, "ERR_SKYMOE_NATIVE", msg);
-  return NULL;
-}
-
-/* Parse the call; argument 0 is the context. Returns 0 (after throwing) when unusable. */
-static int args(napi_env env, napi_callback_info info, args_t *a, size_t need) {
-  a->env = env;
-  a->n = MAX_ARGS;
-  a->bad = 0;
-  if (napi_get_cb_info(env, info, &a->n, a->v, NULL, NULL) != napi_ok || a->n < need) {
-    fail(env, "skymoe native: wrong number of arguments");
-    return 0;
-  }
-  void *p = NULL;
-  if (napi_get_value_external(env, a->v[0], &p) != napi_ok || !p) {
-    fail(env, "skymoe native: argument 0 is not a context");
-    return 0;
-  }
-  a->cx = p;
-  if (a->cx->disposed) {
-    fail(env, "skymoe native: the backend was disposed");
-    return 0;
-  }
-  return 1;
-}
-
-static long I(args_t *a, int i) {
-  int64_t v = 0;
-  if (napi_get_value_int64(a->env, a->v[i], &v) != napi_ok) a->bad = 1;
-  return (long)v;
-}
-
-static double F(args_t *a, int i) {
-  double v = 0;
-  if (napi_get_value_double(a->env, a->v[i], &v) != napi_ok) a->bad = 1;
-  return v;
-}
-
-static int Bo(args_t *a, int i) {
-  bool v = false;
-  if (napi_get_value_bool(a->env, a->v[i], &v) != napi_ok) a->bad = 1;
-  return v;
-}
-
-/* A heap byte offset -> pointer; offsets outside the region mark the call bad. */
-static void *P(args_t *a, int i) {
-  long off = I(a, i);
-  if (off < 0 || (size_t)off >= a->cx->reserved) a->bad = 1;
-  return a->cx->base + (off < 0 ? 0 : off);
-}
-
-#define F32(i) ((float *)P(&a, i))
-#define I32(i) ((int32_t *)P(&a, i))
-#define BEGIN(need)                                                                                \
-  args_t a;                                                                                        \
-  if (!args(env, info, &a, need)) return NULL;
-#define CHECK()                                                                                    \
-  if (a.bad) return fail(env, "skymoe native: bad argument (not a number, or a pointer outside the heap)");
-
-static napi_value undefined(napi_env env) {
-  napi_value u;
-  napi_get_undefined(env, &u);
-  return u;
-}
+void register_weight_functions(napi_env env, napi_value exports);
 
 /* ------------------------------------------------------------------ context API */
 static void ctx_handle_finalize(napi_env env, void *data, void *hint) {
@@ -659,5 +588,6 @@ NAPI_MODULE_INIT() {
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
     napi_set_named_property(env, exports, fns[i].name, f);
   }
+  register_weight_functions(env, exports);
   return exports;
 }

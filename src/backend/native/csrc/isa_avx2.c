@@ -8,6 +8,34 @@
 #define ISA(name) name##_avx2
 #include "isa_body.h"
 
+typedef __m256 vf;
+#define VL 8
+#define VZERO() _mm256_setzero_ps()
+#define VSET1(a) _mm256_set1_ps(a)
+#define VMUL(a, b) _mm256_mul_ps(a, b)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VLOADU(p) _mm256_loadu_ps(p)
+#define VSTOREU(p, v) _mm256_storeu_ps(p, v)
+static inline float hsum_avx2(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+#define VHSUM(v) hsum_avx2(v)
+#define LD_F32(w) _mm256_loadu_ps((const float *)(w))
+#define LD_BF16(w) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w))), 16))
+#define LD_F16(w) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w)))
+/* 8 e4m3 bytes -> 8 f16 (value / 256, see f8_to_f16_bits) -> 8 floats (F16C). */
+static inline __m256 ld_f8_avx2(const uint8_t *w) {
+  const __m128i h = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)w));
+  const __m128i mag = _mm_and_si128(_mm_slli_epi16(h, 7), _mm_set1_epi16(0x3F80));
+  const __m128i sgn = _mm_and_si128(_mm_slli_epi16(h, 8), _mm_set1_epi16((short)0x8000));
+  return _mm256_cvtph_ps(_mm_or_si128(mag, sgn));
+}
+#define LD_F8(w) ld_f8_avx2(w)
+#include "wdot_body.h"
+
 #define MR 6
 #define NR 16
 
@@ -85,7 +113,7 @@ static const isa_t table = {
     .ukernel = ukernel_avx2, .gemv_t = ISA(gemv_t), .gemv_n = ISA(gemv_n), .exp_shift_sum = ISA(exp_shift_sum),
     .exp_scale = ISA(exp_scale),
     .row_max = ISA(row_max), .swiglu = ISA(swiglu), .swiglu_bwd = ISA(swiglu_bwd),
-    .fma_probe = fma_probe_avx2,
+    .fma_probe = fma_probe_avx2, .decode_row = ISA(decode_row), .wdot = ISA(wdot_table),
 };
 
 const isa_t *isa_avx2(void) { return &table; }

@@ -10,6 +10,28 @@
 #define ISA(name) name##_avx512
 #include "isa_body.h"
 
+typedef __m512 vf;
+#define VL 16
+#define VZERO() _mm512_setzero_ps()
+#define VSET1(a) _mm512_set1_ps(a)
+#define VMUL(a, b) _mm512_mul_ps(a, b)
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VLOADU(p) _mm512_loadu_ps(p)
+#define VSTOREU(p, v) _mm512_storeu_ps(p, v)
+#define VHSUM(v) _mm512_reduce_add_ps(v)
+#define LD_F32(w) _mm512_loadu_ps((const float *)(w))
+#define LD_BF16(w) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w))), 16))
+#define LD_F16(w) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w)))
+/* 16 e4m3 bytes -> 16 f16 (value / 256, see f8_to_f16_bits) -> 16 floats. */
+static inline __m512 ld_f8_avx512(const uint8_t *w) {
+  const __m256i h = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)w));
+  const __m256i mag = _mm256_and_si256(_mm256_slli_epi16(h, 7), _mm256_set1_epi16(0x3F80));
+  const __m256i sgn = _mm256_and_si256(_mm256_slli_epi16(h, 8), _mm256_set1_epi16((short)0x8000));
+  return _mm512_cvtph_ps(_mm256_or_si256(mag, sgn));
+}
+#define LD_F8(w) ld_f8_avx512(w)
+#include "wdot_body.h"
+
 #define MR 12
 #define NR 32
 
@@ -87,7 +109,7 @@ static const isa_t table = {
     .ukernel = ukernel_avx512, .gemv_t = ISA(gemv_t), .gemv_n = ISA(gemv_n), .exp_shift_sum = ISA(exp_shift_sum),
     .exp_scale = ISA(exp_scale),
     .row_max = ISA(row_max), .swiglu = ISA(swiglu), .swiglu_bwd = ISA(swiglu_bwd),
-    .fma_probe = fma_probe_avx512,
+    .fma_probe = fma_probe_avx512, .decode_row = ISA(decode_row), .wdot = ISA(wdot_table),
 };
 
 const isa_t *isa_avx512(void) { return &table; }

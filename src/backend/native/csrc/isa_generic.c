@@ -9,6 +9,33 @@
 #define ISA(name) name##_generic
 #include "isa_body.h"
 
+/* One lane: the weight kernels in plain C (correct everywhere, fast nowhere). */
+typedef float vf;
+#define VL 1
+#define VZERO() 0.0f
+#define VSET1(a) (a)
+#define VMUL(a, b) ((a) * (b))
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VLOADU(p) (*(p))
+#define VSTOREU(p, v) (*(p) = (v))
+#define VHSUM(v) (v)
+static inline float ld_f32_generic(const uint8_t *w) {
+  float f;
+  memcpy(&f, w, 4);
+  return f;
+}
+static inline float ld_bf16_generic(const uint8_t *w) {
+  uint32_t u = (uint32_t)(w[0] | (w[1] << 8)) << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+#define LD_F32(w) ld_f32_generic(w)
+#define LD_BF16(w) ld_bf16_generic(w)
+#define LD_F16(w) f16_to_f32((uint16_t)((w)[0] | ((w)[1] << 8)))
+#define LD_F8(w) f16_to_f32(f8_to_f16_bits((w)[0]))
+#include "wdot_body.h"
+
 #define MR 4
 #define NR 16
 
@@ -50,7 +77,7 @@ static const isa_t table = {
     .ukernel = ukernel_generic, .gemv_t = ISA(gemv_t), .gemv_n = ISA(gemv_n), .exp_shift_sum = ISA(exp_shift_sum),
     .exp_scale = ISA(exp_scale),
     .row_max = ISA(row_max), .swiglu = ISA(swiglu), .swiglu_bwd = ISA(swiglu_bwd),
-    .fma_probe = fma_probe_generic,
+    .fma_probe = fma_probe_generic, .decode_row = ISA(decode_row), .wdot = ISA(wdot_table),
 };
 
 const isa_t *isa_generic(void) { return &table; }
@@ -61,7 +88,7 @@ const isa_t *isa_select(const char *forced, const char **why) {
   __builtin_cpu_init();
   int has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
-  int has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  int has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   if (forced == NULL || forced[0] == '\0') return has512 ? isa_avx512() : has2 ? isa_avx2() : isa_generic();
   if (strcmp(forced, "avx512") == 0) {
     if (has512) return isa_avx512();
@@ -70,7 +97,7 @@ const isa_t *isa_select(const char *forced, const char **why) {
   }
   if (strcmp(forced, "avx2") == 0) {
     if (has2) return isa_avx2();
-    *why = "this CPU lacks AVX2 and FMA";
+    *why = "this CPU lacks AVX2, FMA and F16C";
     return NULL;
   }
 #else

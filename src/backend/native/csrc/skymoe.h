@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* ------------------------------------------------------------------ thread pool */
 typedef void (*task_fn)(void *arg, int tid, int nthreads);
@@ -20,6 +21,35 @@ pool_t *pool_create(int threads);
 void pool_run(pool_t *p, task_fn fn, void *arg);
 int pool_threads(const pool_t *p);
 void pool_destroy(pool_t *p);
+
+/* ------------------------------------------------------------------ weight dtypes */
+/* Storage dtypes of weights (backend.ts WeightDType). */
+enum { WD_F32 = 0, WD_BF16 = 1, WD_F16 = 2, WD_F8E4M3 = 3 };
+static inline long wd_bytes(int dtype) { return dtype == WD_F32 ? 4 : dtype == WD_F8E4M3 ? 1 : 2; }
+
+/* IEEE half -> float, exactly (subnormals, infinities, NaN). */
+static inline float f16_to_f32(uint16_t h) {
+  uint32_t s = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 31, m = h & 1023, u;
+  float f;
+  if (e == 0) {
+    f = (float)m * (1.0f / 16777216.0f); /* m x 2^-24 */
+    memcpy(&u, &f, 4);
+    u |= s;
+  } else if (e == 31) {
+    u = s | 0x7f800000u | (m << 13);
+  } else {
+    u = s | ((e + 112) << 23) | (m << 13);
+  }
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* float8_e4m3fn bits -> the bits of an f16 holding value / 256: exponent bias 7 vs 15 is a factor
+   2^8 and subnormals line up, so a shift is the whole conversion (the NaN codes become 480 / 256). */
+static inline uint16_t f8_to_f16_bits(uint8_t b) { return (uint16_t)(((b & 0x7F) << 7) | ((b & 0x80) << 8)); }
+
+/* acc[i * 4 + r] = sum_p x[i * ldx + p] * W_r[p], for i < m (the table index) and 4 weight rows. */
+typedef void (*wdot_fn)(const float *x, long ldx, const uint8_t *w, long ldw, int nrows, long k, float *acc);
 
 /* ------------------------------------------------------------------ per-ISA kernels */
 /*
@@ -50,6 +80,10 @@ typedef struct isa {
   void (*swiglu_bwd)(const float *g, const float *u, const float *dy, float *dg, float *du, long n);
   /* Independent FMA chains, `iters` rounds (for measuring this core's FMA peak); returns FLOPs. */
   double (*fma_probe)(long iters);
+  /* Weights in a storage dtype: out[p] = mul * decode(w[p]) (f8 decodes to value / 256). */
+  void (*decode_row)(const uint8_t *w, int dtype, float *out, long k, float mul);
+  /* wdot[dtype][m - 1]: dot products of m <= 4 activation rows with 4 weight rows, decoded in registers. */
+  const wdot_fn (*wdot)[4];
 } isa_t;
 
 const isa_t *isa_generic(void);
@@ -78,7 +112,19 @@ typedef struct ctx {
   scratch_t *scratch;   /* one per thread */
   int refs;             /* owner + live external ArrayBuffers; munmap at zero */
   int disposed;
+  struct file_map *maps; /* files mapped read-only for weights (addon_weights.c) */
+  int nmaps, mapcap;
 } ctx_t;
+
+/* A file mapped read-only; kernels address it by offsets from ctx->base like the heap. */
+typedef struct file_map {
+  char *addr;
+  size_t len;
+} file_map_t;
+/* Whether [off, off + bytes) lies in the heap or in one mapped file. */
+int ctx_range_ok(const ctx_t *c, long off, size_t bytes);
+/* Unmap every mapped file (at dispose). */
+void ctx_unmap_all(ctx_t *c);
 
 /* Grow every thread's tile / acc scratch to at least `floats` / `len` (call before pool_run); 0 on failure. */
 int scratch_tiles(ctx_t *c, size_t floats);
@@ -110,6 +156,20 @@ void k_attention(ctx_t *c, const float *q, const float *k, const float *v, float
 int k_attention_backward(ctx_t *c, const float *q, const float *k, const float *v, const float *o,
                          const float *lse, const float *dout, float *dq, float *dk, float *dv, long B,
                          long Tq, long Tk, long H, long Hkv, long D, long kvbs, long qoff, float scale);
+
+/* ------------------------------------------------------------------ weights (weights.c) */
+/* A weight [rows, cols] in a storage dtype: real value = decode(p) * scale * (row_scale ? row_scale[r] : 1). */
+typedef struct wref {
+  const uint8_t *p;
+  int dtype;
+  float scale;
+  const float *row_scale;
+} wref_t;
+void k_linear_w(ctx_t *c, const float *x, const wref_t *w, float *y, long m, long k, long n);
+void k_grouped_linear_w(ctx_t *c, const float *x, const wref_t *ws, float *y, const int32_t *off, long groups,
+                        long n, long k);
+void k_gather_rows_w(ctx_t *c, const wref_t *w, const int32_t *ids, float *out, long count, long cols);
+void k_dequantize_w(ctx_t *c, const wref_t *w, float *out, long rows, long cols);
 
 /* ------------------------------------------------------------------ everything else (ops.c) */
 void k_fill(ctx_t *c, void *out, long n, double value, int is_int);

@@ -1,0 +1,107 @@
+/*
+ * Kernels over weights in their storage dtype (WD_F32, WD_BF16, WD_F16, WD_F8E4M3), included by
+ * each ISA file after it defines its vector primitives:
+ *   vf, VL                     a vector of VL floats
+ *   VZERO(), VFMA(a, b, c), VLOADU(p), VSTOREU(p, v), VHSUM(v)
+ *   LD_F32(w) LD_BF16(w) LD_F16(w) LD_F8(w)   VL elements at byte address w, decoded to floats
+ * float8_e4m3 decodes to value / 256 (its bits shifted into an f16; the callers fold the 2^8 into
+ * the scale, see weights.c). Weights are read once, in order, and converted in registers: the
+ * loop is bound by memory bandwidth, not by the conversion.
+ */
+
+/* Element i of a weight row as the vector loads give it (f8: value / 256). */
+static inline float ISA(wscalar)(const uint8_t *w, int dtype, long i) {
+  switch (dtype) {
+    case WD_F32: {
+      float f;
+      memcpy(&f, w + 4 * i, 4);
+      return f;
+    }
+    case WD_BF16: {
+      uint32_t u = (uint32_t)(w[2 * i] | (w[2 * i + 1] << 8)) << 16;
+      float f;
+      memcpy(&f, &u, 4);
+      return f;
+    }
+    case WD_F16:
+      return f16_to_f32((uint16_t)(w[2 * i] | (w[2 * i + 1] << 8)));
+    default:
+      return f16_to_f32(f8_to_f16_bits(w[i]));
+  }
+}
+
+/* out[p] = mul * decode(w[p]) for p < k. */
+static void ISA(decode_row)(const uint8_t *w, int dtype, float *out, long k, float mul) {
+  const vf m = VSET1(mul);
+  long p = 0;
+  switch (dtype) {
+    case WD_F32: for (; p + VL <= k; p += VL) VSTOREU(out + p, VMUL(m, LD_F32(w + 4 * p))); break;
+    case WD_BF16: for (; p + VL <= k; p += VL) VSTOREU(out + p, VMUL(m, LD_BF16(w + 2 * p))); break;
+    case WD_F16: for (; p + VL <= k; p += VL) VSTOREU(out + p, VMUL(m, LD_F16(w + 2 * p))); break;
+    default: for (; p + VL <= k; p += VL) VSTOREU(out + p, VMUL(m, LD_F8(w + p))); break;
+  }
+  for (; p < k; p++) out[p] = mul * ISA(wscalar)(w, dtype, p);
+}
+
+/*
+ * acc[i * 4 + r] = sum_p x[i * ldx + p] * decode(W_r[p]) for i < MM and the 4 rows W_r at
+ * w + r * ldw bytes (rows past `nrows` repeat the last one; their sums are ignored by the caller).
+ */
+#define WDOT(NAME, LD, ES, MM)                                                                        \
+  static void NAME(const float *x, long ldx, const uint8_t *w, long ldw, int nrows, long k, float *acc) { \
+    const uint8_t *w0 = w, *w1 = w + (nrows > 1 ? ldw : 0), *w2 = w + (nrows > 2 ? 2 * ldw : 0),     \
+                  *w3 = w + (nrows > 3 ? 3 * ldw : 0);                                                \
+    vf a00 = VZERO(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00,     \
+       a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;         \
+    long p = 0;                                                                                       \
+    for (; p + VL <= k; p += VL) {                                                                    \
+      const vf v0 = LD(w0 + (ES) * p), v1 = LD(w1 + (ES) * p), v2 = LD(w2 + (ES) * p),              \
+               v3 = LD(w3 + (ES) * p);                                                               \
+      WDOT_ROW(0) if (MM > 1) WDOT_ROW(1) if (MM > 2) WDOT_ROW(2) if (MM > 3) WDOT_ROW(3)             \
+    }                                                                                                 \
+    float t[4][4] = {{VHSUM(a00), VHSUM(a01), VHSUM(a02), VHSUM(a03)},                               \
+                     {VHSUM(a10), VHSUM(a11), VHSUM(a12), VHSUM(a13)},                               \
+                     {VHSUM(a20), VHSUM(a21), VHSUM(a22), VHSUM(a23)},                               \
+                     {VHSUM(a30), VHSUM(a31), VHSUM(a32), VHSUM(a33)}};                              \
+    const uint8_t *ws[4] = {w0, w1, w2, w3};                                                          \
+    for (; p < k; p++)                                                                                \
+      for (int r = 0; r < 4; r++) {                                                                   \
+        float wv = ISA(wscalar)(ws[r], WDT, p);                                                       \
+        for (int i = 0; i < MM; i++) t[i][r] += x[i * ldx + p] * wv;                                  \
+      }                                                                                               \
+    for (int i = 0; i < MM; i++)                                                                      \
+      for (int r = 0; r < 4; r++) acc[i * 4 + r] = t[i][r];                                           \
+  }
+
+#define WDOT_ROW(i)                                                                                   \
+  {                                                                                                   \
+    const vf xi = VLOADU(x + (i) * ldx + p);                                                          \
+    a##i##0 = VFMA(xi, v0, a##i##0);                                                                  \
+    a##i##1 = VFMA(xi, v1, a##i##1);                                                                  \
+    a##i##2 = VFMA(xi, v2, a##i##2);                                                                  \
+    a##i##3 = VFMA(xi, v3, a##i##3);                                                                  \
+  }
+
+#define WDT WD_F32
+WDOT(ISA(wdot_f32_1), LD_F32, 4, 1) WDOT(ISA(wdot_f32_2), LD_F32, 4, 2)
+WDOT(ISA(wdot_f32_3), LD_F32, 4, 3) WDOT(ISA(wdot_f32_4), LD_F32, 4, 4)
+#undef WDT
+#define WDT WD_BF16
+WDOT(ISA(wdot_bf16_1), LD_BF16, 2, 1) WDOT(ISA(wdot_bf16_2), LD_BF16, 2, 2)
+WDOT(ISA(wdot_bf16_3), LD_BF16, 2, 3) WDOT(ISA(wdot_bf16_4), LD_BF16, 2, 4)
+#undef WDT
+#define WDT WD_F16
+WDOT(ISA(wdot_f16_1), LD_F16, 2, 1) WDOT(ISA(wdot_f16_2), LD_F16, 2, 2)
+WDOT(ISA(wdot_f16_3), LD_F16, 2, 3) WDOT(ISA(wdot_f16_4), LD_F16, 2, 4)
+#undef WDT
+#define WDT WD_F8E4M3
+WDOT(ISA(wdot_f8_1), LD_F8, 1, 1) WDOT(ISA(wdot_f8_2), LD_F8, 1, 2)
+WDOT(ISA(wdot_f8_3), LD_F8, 1, 3) WDOT(ISA(wdot_f8_4), LD_F8, 1, 4)
+#undef WDT
+
+static const wdot_fn ISA(wdot_table)[4][4] = {
+    {ISA(wdot_f32_1), ISA(wdot_f32_2), ISA(wdot_f32_3), ISA(wdot_f32_4)},
+    {ISA(wdot_bf16_1), ISA(wdot_bf16_2), ISA(wdot_bf16_3), ISA(wdot_bf16_4)},
+    {ISA(wdot_f16_1), ISA(wdot_f16_2), ISA(wdot_f16_3), ISA(wdot_f16_4)},
+    {ISA(wdot_f8_1), ISA(wdot_f8_2), ISA(wdot_f8_3), ISA(wdot_f8_4)},
+};

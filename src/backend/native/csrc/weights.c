@@ -1,0 +1,208 @@
+/*
+ * Products with weights in their storage dtype (f32, bf16, f16, f8_e4m3; per-tensor and per-row
+ * scales), read where they lie: in the heap or in a file mapped read-only.
+ *
+ * Few rows (decode, small batches): each thread streams its share of the weight rows once,
+ * decoding in registers, against up to 16 activation rows held in cache (isa->wdot). This is bound
+ * by memory bandwidth, which is the point of narrow weights.
+ * Many rows (prefill): the weight is decoded and scaled while packing B panels for the fp32
+ * micro-kernel, so the GEMM itself is the fp32 one.
+ * float8_e4m3 vector loads give value / 256; the 2^8 is folded into each row's multiplier.
+ */
+#include "skymoe.h"
+
+/* Activation rows up to which the streaming path is used (beyond: the packed GEMM). */
+#define STREAM_ROWS 16
+/* Below this many multiply-adds one thread is faster than waking the others. */
+#define PARALLEL_MIN_MACS (1L << 16)
+
+static inline float row_mul(const wref_t *w, long r) {
+  float s = w->scale * (w->row_scale ? w->row_scale[r] : 1.0f);
+  return w->dtype == WD_F8E4M3 ? s * 256.0f : s;
+}
+
+/* y[i, j] for i < m, j in [j0, j1): stream weight rows j0..j1 once against the m <= STREAM_ROWS rows of x. */
+static void stream_rows(const isa_t *isa, const float *x, long m, long k, const wref_t *w, long n, long j0, long j1,
+                        float *y) {
+  const long ldw = k * wd_bytes(w->dtype);
+  float acc[16];
+  for (long j = j0; j < j1; j += 4) {
+    int nr = (int)(j1 - j < 4 ? j1 - j : 4);
+    const uint8_t *wr = w->p + j * ldw;
+    float mul[4];
+    for (int r = 0; r < nr; r++) mul[r] = row_mul(w, j + r);
+    for (long i0 = 0; i0 < m; i0 += 4) {
+      int mm = (int)(m - i0 < 4 ? m - i0 : 4);
+      isa->wdot[w->dtype][mm - 1](x + i0 * k, k, wr, ldw, nr, k, acc);
+      for (int i = 0; i < mm; i++)
+        for (int r = 0; r < nr; r++) y[(i0 + i) * n + j + r] = acc[i * 4 + r] * mul[r];
+    }
+  }
+}
+
+/*
+ * Packed GEMM on thread `tid` for output columns [j0, j1): C[m, j] = x[m, k] @ W[j, :]^T. B panels
+ * are the weight rows decoded and scaled into the fp32 strips the micro-kernel reads.
+ */
+static void gemm_w_cols(ctx_t *cx, int tid, const float *x, long m, long k, const wref_t *w, long n, long j0, long j1,
+                        float *y) {
+  const isa_t *isa = cx->isa;
+  scratch_t *sc = &cx->scratch[tid];
+  const long MR = isa->mr, NR = isa->nr, KC = isa->kc, MC = isa->mc, NC = isa->nc;
+  const long ldw = k * wd_bytes(w->dtype), es = wd_bytes(w->dtype);
+  float row[1024]; /* one decoded row chunk: KC <= 1024 on every ISA */
+  for (long jc = j0; jc < j1; jc += NC) {
+    long nc = j1 - jc < NC ? j1 - jc : NC;
+    for (long pc = 0; pc < k; pc += KC) {
+      long kc = k - pc < KC ? k - pc : KC;
+      float beta = pc == 0 ? 0.0f : 1.0f;
+      /* B strips: strip s holds [kc][NR] for weight rows jc + s*NR .. (zero padded past nc) */
+      for (long s0 = 0; s0 < nc; s0 += NR) {
+        float *dst = sc->bpack + (s0 / NR) * kc * NR;
+        long nv = nc - s0 < NR ? nc - s0 : NR;
+        for (long jj = 0; jj < nv; jj++) {
+          long j = jc + s0 + jj;
+          isa->decode_row(w->p + j * ldw + pc * es, w->dtype, row, kc, row_mul(w, j));
+          for (long p = 0; p < kc; p++) dst[p * NR + jj] = row[p];
+        }
+        for (long jj = nv; jj < NR; jj++)
+          for (long p = 0; p < kc; p++) dst[p * NR + jj] = 0.0f;
+      }
+      for (long ic = 0; ic < m; ic += MC) {
+        long mc = m - ic < MC ? m - ic : MC;
+        gemm_pack_a(isa, x + ic * k + pc, k, 0, mc, kc, sc->apack);
+        for (long jr = 0; jr < nc; jr += NR) {
+          int nv = (int)(nc - jr < NR ? nc - jr : NR);
+          const float *bp = sc->bpack + (jr / NR) * kc * NR;
+          for (long ir = 0; ir < mc; ir += MR) {
+            int mv = (int)(mc - ir < MR ? mc - ir : MR);
+            isa->ukernel(kc, sc->apack + ir * kc, bp, NR, y + (ic + ir) * n + jc + jr, n, 1.0f, beta, mv, nv);
+          }
+        }
+      }
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ linear */
+typedef struct {
+  ctx_t *cx;
+  const float *x;
+  const wref_t *w;
+  float *y;
+  long m, k, n, align;
+} linear_job;
+
+static void linear_range(ctx_t *cx, int tid, const float *x, const wref_t *w, float *y, long m, long k, long n, long j0,
+                         long j1) {
+  if (j1 <= j0) return;
+  if (m <= STREAM_ROWS) stream_rows(cx->isa, x, m, k, w, n, j0, j1, y);
+  else gemm_w_cols(cx, tid, x, m, k, w, n, j0, j1, y);
+}
+
+static void linear_task(void *raw, int tid, int nt) {
+  linear_job *j = raw;
+  long lo, hi;
+  split_range(j->n, j->align, tid, nt, &lo, &hi);
+  linear_range(j->cx, tid, j->x, j->w, j->y, j->m, j->k, j->n, lo, hi);
+}
+
+void k_linear_w(ctx_t *cx, const float *x, const wref_t *w, float *y, long m, long k, long n) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    memset(y, 0, (size_t)(m * n) * sizeof(float));
+    return;
+  }
+  if (cx->threads == 1 || m * n * k < PARALLEL_MIN_MACS) {
+    linear_range(cx, 0, x, w, y, m, k, n, 0, n);
+    return;
+  }
+  linear_job j = {cx, x, w, y, m, k, n, m <= STREAM_ROWS ? 4 : cx->isa->nr};
+  pool_run(cx->pool, linear_task, &j);
+}
+
+/* ------------------------------------------------------------------ grouped (experts) */
+typedef struct {
+  ctx_t *cx;
+  const float *x;
+  const wref_t *ws;
+  float *y;
+  const int32_t *off;
+  long groups, n, k, quads, units;
+} grouped_job;
+
+/* Work units: (group, quad of 4 weight rows) over the groups that own rows; thread t takes a range. */
+static void grouped_task(void *raw, int tid, int nt) {
+  grouped_job *j = raw;
+  long lo, hi;
+  split_range(j->units, 1, tid, nt, &lo, &hi);
+  long u = 0;
+  for (long g = 0; g < j->groups && u < hi; g++) {
+    long r0 = j->off[g], rows = j->off[g + 1] - r0;
+    if (rows <= 0) continue;
+    long a = lo > u ? lo - u : 0, b = hi - u < j->quads ? hi - u : j->quads;
+    if (a < b) {
+      long c0 = a * 4, c1 = b * 4 < j->n ? b * 4 : j->n;
+      stream_rows(j->cx->isa, j->x + r0 * j->k, rows, j->k, &j->ws[g], j->n, c0, c1, j->y + r0 * j->n);
+    }
+    u += j->quads;
+  }
+}
+
+void k_grouped_linear_w(ctx_t *cx, const float *x, const wref_t *ws, float *y, const int32_t *off, long groups,
+                        long n, long k) {
+  long busy = 0, most = 0;
+  for (long g = 0; g < groups; g++) {
+    long rows = off[g + 1] - off[g];
+    if (rows > 0) busy++;
+    if (rows > most) most = rows;
+  }
+  if (busy == 0 || n <= 0) return;
+  if (most <= STREAM_ROWS && k > 0) {
+    /* Decode and small batches: one pass over all busy experts' weights, split evenly over threads. */
+    long quads = (n + 3) / 4;
+    grouped_job j = {cx, x, ws, y, off, groups, n, k, quads, busy * quads};
+    if (cx->threads == 1 || busy * n * k * most < PARALLEL_MIN_MACS) grouped_task(&j, 0, 1);
+    else pool_run(cx->pool, grouped_task, &j);
+    return;
+  }
+  for (long g = 0; g < groups; g++) {
+    long r0 = off[g], rows = off[g + 1] - r0;
+    if (rows > 0) k_linear_w(cx, x + r0 * k, &ws[g], y + r0 * n, rows, k, n);
+  }
+}
+
+/* ------------------------------------------------------------------ gather, dequantize */
+typedef struct {
+  ctx_t *cx;
+  const wref_t *w;
+  const int32_t *ids; /* NULL: rows 0..count-1 (dequantize) */
+  float *out;
+  long count, cols;
+} rows_job;
+
+static void rows_task(void *raw, int tid, int nt) {
+  rows_job *j = raw;
+  long lo, hi;
+  split_range(j->count, 1, tid, nt, &lo, &hi);
+  const long ldw = j->cols * wd_bytes(j->w->dtype);
+  for (long i = lo; i < hi; i++) {
+    long r = j->ids ? j->ids[i] : i;
+    j->cx->isa->decode_row(j->w->p + r * ldw, j->w->dtype, j->out + i * j->cols, j->cols, row_mul(j->w, r));
+  }
+}
+
+static void run_rows(ctx_t *cx, rows_job *j) {
+  if (cx->threads == 1 || j->count * j->cols < PARALLEL_MIN_MACS) rows_task(j, 0, 1);
+  else pool_run(cx->pool, rows_task, j);
+}
+
+void k_gather_rows_w(ctx_t *cx, const wref_t *w, const int32_t *ids, float *out, long count, long cols) {
+  rows_job j = {cx, w, ids, out, count, cols};
+  run_rows(cx, &j);
+}
+
+void k_dequantize_w(ctx_t *cx, const wref_t *w, float *out, long rows, long cols) {
+  rows_job j = {cx, w, NULL, out, rows, cols};
+  run_rows(cx, &j);
+}

@@ -1,0 +1,238 @@
+/**
+ * Kernels over weights in their storage dtype (f32, bf16, f16, f8_e4m3; per-tensor and per-row
+ * scales) on every backend and every native ISA against the js reference: linearW on the streaming
+ * path (1-16 rows) and the packed-GEMM path (more rows), groupedLinearW with empty, small and large
+ * groups and mixed dtypes, gatherRowsW and dequantize. Weights are random bit patterns, so f8
+ * subnormals and the saturating values +-448 are included; the js reference itself is checked
+ * against the independent codecs of io/dtypes.ts. Native weights are also read from a mapped file
+ * at unaligned offsets.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Backend, WEIGHT_DTYPE_BYTES, WeightDType, type WeightRef, WeightTable } from '../../src/backend/backend.js';
+import { JsBackend } from '../../src/backend/js/index.js';
+import { createWasmBackend } from '../../src/backend/wasm/index.js';
+import { type NativeIsa, createNativeBackend, nativeInfo } from '../../src/backend/native/index.js';
+import { decodeBf16, decodeE4M3, decodeF16 } from '../../src/io/dtypes.js';
+import { assertClose, assertCloseToScale, randomArray } from '../helpers.js';
+
+const DTYPES = [WeightDType.F32, WeightDType.BF16, WeightDType.F16, WeightDType.F8E4M3] as const;
+const NAME = ['f32', 'bf16', 'f16', 'f8_e4m3'];
+
+let seed = 11;
+const rand = (n: number, scale = 1) => randomArray(Math.max(1, n), seed++, scale);
+
+/** Random stored bytes of `count` elements: finite values only (no NaN/Inf codes); f8 includes +-448 and subnormals. */
+function weightBytes(dtype: WeightDType, count: number): Uint8Array {
+  const out = new Uint8Array(count * WEIGHT_DTYPE_BYTES[dtype]!);
+  const r = rand(count * 2);
+  for (let i = 0; i < count; i++) {
+    const u = Math.floor(((r[2 * i]! + 1) / 2) * 65536) & 0xffff, v = Math.floor(((r[2 * i + 1]! + 1) / 2) * 65536) & 0xffff;
+    if (dtype === WeightDType.F32) new DataView(out.buffer).setFloat32(4 * i, r[2 * i]! * 3, true);
+    else if (dtype === WeightDType.BF16) {
+      // sign, exponent in [100, 140] (values ~1e-8..1e4: products stay in float32 range), random mantissa
+      const bits = (u & 0x8000) | ((100 + (v % 41)) << 7) | (u & 0x7f);
+      out[2 * i] = bits & 0xff;
+      out[2 * i + 1] = bits >> 8;
+    } else if (dtype === WeightDType.F16) {
+      const bits = (u & 0x8000) | ((v % 31) << 10) | (u & 0x3ff); // exponent 0..30: subnormals included, no Inf/NaN
+      out[2 * i] = bits & 0xff;
+      out[2 * i + 1] = bits >> 8;
+    } else {
+      let b = u & 0xff;
+      if ((b & 0x7f) === 0x7f) b ^= 1; // NaN codes are not weights
+      if (i % 17 === 3) b = 0x7e; // +448
+      if (i % 17 === 5) b = 0xfe; // -448
+      if (i % 17 === 7) b = (u & 0x80) | (u & 7); // subnormal
+      out[i] = b;
+    }
+  }
+  return out;
+}
+
+interface Placed {
+  ref: WeightRef;
+  free: () => void;
+}
+
+/** Put bytes (and row scales) into a backend's heap at an offset within a fresh block. */
+function place(be: Backend, bytes: Uint8Array, dtype: WeightDType, scale: number, rowScale: Float32Array | null, misalign = 0): Placed {
+  const block = be.alloc(bytes.length + 64);
+  be.writeBytes(block + misalign, bytes);
+  let rs: number | null = null;
+  if (rowScale) {
+    rs = be.alloc(rowScale.byteLength);
+    be.write(rs, rowScale);
+  }
+  return { ref: { ptr: block + misalign, dtype, scale, rowScale: rs }, free: () => (be.free(block), rs !== null && be.free(rs)) };
+}
+
+function f32In(be: Backend, data: Float32Array): number {
+  const p = be.alloc(Math.max(4, data.byteLength));
+  be.write(p, data);
+  return p;
+}
+
+interface Case {
+  dtype: WeightDType;
+  bytes: Uint8Array;
+  scale: number;
+  rowScale: Float32Array | null;
+}
+
+function makeCase(dtype: WeightDType, rows: number, cols: number, scaling: 'none' | 'tensor' | 'row' | 'both'): Case {
+  return {
+    dtype,
+    bytes: weightBytes(dtype, rows * cols),
+    scale: scaling === 'tensor' || scaling === 'both' ? 0.37 : 1,
+    rowScale: scaling === 'row' || scaling === 'both' ? rand(rows).map((v) => 0.5 + Math.abs(v)) : null,
+  };
+}
+
+function linearOn(be: Backend, c: Case, x: Float32Array, m: number, k: number, n: number, misalign = 0): Float32Array {
+  const w = place(be, c.bytes, c.dtype, c.scale, c.rowScale, misalign);
+  const xp = f32In(be, x), yp = f32In(be, rand(m * n)); // the output starts as garbage
+  be.kernels.linearW(xp, w.ref, yp, m, k, n);
+  const y = be.readF32(yp, m * n);
+  be.free(xp), be.free(yp), w.free();
+  return y;
+}
+
+const ref = new JsBackend();
+
+test('the js reference decodes weights as the io codecs do (bf16, f16, f8_e4m3 incl. subnormals and 448)', () => {
+  for (const dtype of [WeightDType.BF16, WeightDType.F16, WeightDType.F8E4M3]) {
+    const c = makeCase(dtype, 9, 23, 'none');
+    const w = place(ref, c.bytes, dtype, 1, null, 1);
+    const out = ref.alloc(9 * 23 * 4);
+    ref.kernels.dequantize(w.ref, out, 9, 23);
+    const got = ref.readF32(out, 9 * 23);
+    const want = dtype === WeightDType.F8E4M3 ? decodeE4M3(c.bytes) : (dtype === WeightDType.BF16 ? decodeBf16 : decodeF16)(new Uint16Array(c.bytes.slice().buffer));
+    assert.deepEqual(Array.from(got), Array.from(want), NAME[dtype]);
+    ref.free(out), w.free();
+  }
+  // +-448 and the smallest subnormal 2^-9 are there
+  const f8 = ref.alloc(64);
+  ref.writeBytes(f8, Uint8Array.of(0x7e, 0xfe, 0x01, 0x81));
+  const o = ref.alloc(16);
+  ref.kernels.dequantize({ ptr: f8, dtype: WeightDType.F8E4M3, scale: 1, rowScale: null }, o, 1, 4);
+  assert.deepEqual(Array.from(ref.readF32(o, 4)), [448, -448, 2 ** -9, -(2 ** -9)]);
+});
+
+/** Every check against the js reference, on one backend. */
+function checks(be: Backend): void {
+  // linearW: streaming (m <= 16) and packed GEMM (m > 16) paths, odd sizes, every scaling
+  for (const dtype of DTYPES)
+    for (const [m, k, n] of [[1, 1, 1], [1, 33, 13], [3, 16, 5], [4, 300, 70], [5, 7, 9], [16, 64, 33], [17, 40, 31], [40, 300, 70]] as const)
+      for (const scaling of ['none', 'tensor', 'row', 'both'] as const) {
+        const c = makeCase(dtype, n, k, scaling);
+        const x = rand(m * k);
+        const want = linearOn(ref, c, x, m, k, n);
+        const got = linearOn(be, c, x, m, k, n, WEIGHT_DTYPE_BYTES[dtype] === 1 ? 3 : 2);
+        for (let i = 0; i < m; i++) assertCloseToScale(got.subarray(i * n, (i + 1) * n), want.subarray(i * n, (i + 1) * n), `linearW ${NAME[dtype]} m=${m} k=${k} n=${n} ${scaling} row ${i}`, 2e-5);
+      }
+  // groupedLinearW: empty groups, 1-3 rows (one streaming pass over all experts), a group of 20 rows (GEMM), mixed dtypes
+  for (const offsets of [[0, 0, 1, 3, 3, 6], [0, 2, 2, 22, 23], [0, 1, 2, 3, 4, 5, 6, 7, 8]]) {
+    const G = offsets.length - 1, k = 37, n = 29, N = offsets[G]!;
+    const cases = Array.from({ length: G }, (_, g) => makeCase(DTYPES[g % 4]!, n, k, g % 2 ? 'row' : 'tensor'));
+    const x = rand(N * k);
+    const run = (b: Backend) => {
+      const ws = cases.map((c) => place(b, c.bytes, c.dtype, c.scale, c.rowScale));
+      const xp = f32In(b, x), yp = f32In(b, rand(N * n));
+      b.kernels.groupedLinearW(xp, new WeightTable(ws.map((w) => w.ref)), yp, Int32Array.from(offsets), n, k);
+      const y = b.readF32(yp, N * n);
+      b.free(xp), b.free(yp), ws.forEach((w) => w.free());
+      return y;
+    };
+    const want = run(ref), got = run(be);
+    for (let i = 0; i < N; i++) assertCloseToScale(got.subarray(i * n, (i + 1) * n), want.subarray(i * n, (i + 1) * n), `groupedLinearW offsets ${offsets} row ${i}`, 2e-5);
+  }
+  // gatherRowsW (repeated ids) and dequantize
+  for (const dtype of DTYPES) {
+    const rows = 11, cols = 45;
+    const c = makeCase(dtype, rows, cols, 'both');
+    const run = (b: Backend) => {
+      const w = place(b, c.bytes, c.dtype, c.scale, c.rowScale, 1);
+      const ids = b.alloc(28);
+      b.write(ids, Int32Array.of(3, 0, 10, 3, 7, 1, 10));
+      const g = f32In(b, rand(7 * cols)), d = f32In(b, rand(rows * cols));
+      b.kernels.gatherRowsW(w.ref, rows, ids, g, 7, cols);
+      b.kernels.dequantize(w.ref, d, rows, cols);
+      const out = { gathered: b.readF32(g, 7 * cols), dense: b.readF32(d, rows * cols) };
+      b.free(ids), b.free(g), b.free(d), w.free();
+      return out;
+    };
+    const want = run(ref), got = run(be);
+    assertClose(got.gathered, want.gathered, `gatherRowsW ${NAME[dtype]}`, 1e-6, 0);
+    assertClose(got.dense, want.dense, `dequantize ${NAME[dtype]}`, 1e-6, 0);
+  }
+}
+
+test('wasm weight kernels match js', async () => {
+  const be = await createWasmBackend({ threads: 2 });
+  try {
+    checks(be);
+  } finally {
+    await be.dispose();
+  }
+});
+
+const native = nativeInfo();
+const isas: NativeIsa[] = native.available ? (['generic', 'avx2', 'avx512'] as const).filter((isa) => {
+  try {
+    void createNativeBackend({ isa }).dispose();
+    return true;
+  } catch {
+    return false;
+  }
+}) : [];
+
+describe('native weight kernels', { skip: native.available ? false : native.reason }, () => {
+  for (const isa of isas)
+    for (const threads of [1, 2])
+      test(`${isa}, ${threads} thread(s), match js`, async () => {
+        const be = createNativeBackend({ isa, threads });
+        try {
+          checks(be);
+        } finally {
+          await be.dispose();
+        }
+      });
+
+  const dir = mkdtempSync(join(tmpdir(), 'skymoe-wk-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('weights read in place from a mapped file, at unaligned offsets; pointers outside heap and mappings are refused', async () => {
+    const be = createNativeBackend({ threads: 2 });
+    try {
+      const [m, k, n] = [2, 45, 19];
+      const x = rand(m * k);
+      for (const dtype of DTYPES) {
+        const c = makeCase(dtype, n, k, 'tensor');
+        const file = join(dir, `w${dtype}.bin`);
+        const pad = 5;
+        writeFileSync(file, Buffer.concat([Buffer.alloc(pad, 0xee), c.bytes]));
+        const map = be.mapFile!(file);
+        assert.equal(map.bytes, pad + c.bytes.length);
+        const xp = f32In(be, x), yp = f32In(be, rand(m * n));
+        be.kernels.linearW(xp, { ptr: map.ptr + pad, dtype, scale: c.scale, rowScale: null }, yp, m, k, n);
+        const got = be.readF32(yp, m * n);
+        assert.ok(be.heap.stats().inUse < 4096, 'the weight took no heap space');
+        const want = linearOn(ref, c, x, m, k, n);
+        assertCloseToScale(got, want, `mapped ${NAME[dtype]}`, 2e-5);
+        // one element past the end of the mapping is outside every region
+        assert.throws(() => be.kernels.linearW(xp, { ptr: map.ptr + pad + 1, dtype, scale: 1, rowScale: null }, yp, m, k, n + (dtype === WeightDType.F8E4M3 ? 1 : 0) + 1), /outside the heap and the mapped files/);
+        be.free(xp), be.free(yp);
+        map.unmap();
+        map.unmap(); // idempotent
+        assert.throws(() => be.kernels.dequantize({ ptr: map.ptr, dtype, scale: 1, rowScale: null }, be.alloc(64), 1, 1), /outside the heap and the mapped files/);
+      }
+      assert.throws(() => be.mapFile!(join(dir, 'missing.bin')), /missing\.bin: cannot open for mapping/);
+    } finally {
+      await be.dispose();
+    }
+  });
+});
