@@ -10,7 +10,7 @@
  * ```
  */
 export { createBackend, defaultThreads, type BackendOptions } from './backend/index.js';
-export type { Backend, BackendName, Kernels, Ptr } from './backend/backend.js';
+export type { Backend, BackendName, Kernels, MappedFile, Ptr, WeightRef } from './backend/backend.js';
 export { BackendError, BinaryOp, UnaryOp, GroupedMode } from './backend/backend.js';
 export { Heap, HeapError, type HeapStats } from './backend/heap.js';
 export { selfcheck } from './backend/selfcheck.js';
@@ -21,5 +21,6 @@ export * as train from './train/index.js';
 export * as upcycling from './upcycle/index.js';
 export * as planner from './parallel/planner/index.js';
 export * as report from './report/index.js';
+export * as quant from './quant/index.js';
 export { generateTokens, type GenerateOptions } from './infer/generate.js';
 export { sampleToken, logSoftmax, type SamplingOptions } from './infer/sample.js';

@@ -2,6 +2,9 @@
 import { InvalidArgumentError, Option } from 'commander';
 import type { Backend, BackendName } from '../backend/backend.js';
 import { createBackend } from '../backend/index.js';
+import { loadModelWithReport } from '../io/hf.js';
+import { LOAD_DTYPES, type LoadDType, type LoadReport } from '../io/weights.js';
+import type { SkyworkMoE } from '../model/skywork-moe.js';
 import { setBackend } from '../tensor/index.js';
 
 export function positiveInt(v: string): number {
@@ -40,4 +43,21 @@ export function fmtBytes(n: number): string {
     i++;
   }
   return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+
+export const dtypeOption = () =>
+  new Option('--dtype <dtype>', 'weights in memory: auto (as stored; read in place from the mapped files on native), f32, bf16 or fp8 (converted)').choices([...LOAD_DTYPES]).default('auto');
+
+/** Where a load put the weights, in one line. */
+export function describeLoad(r: LoadReport): string {
+  const dtypes = Object.entries(r.bytesByDtype).map(([k, v]) => `${k} ${fmtBytes(v)}`).join(', ');
+  return `${fmtBytes(r.mappedBytes)} mapped in place from ${r.mappedFiles} file(s), ${fmtBytes(r.heapBytes)} in the heap (${dtypes})`;
+}
+
+/** Load a model for inference, printing the load time and where the weights went (stderr). */
+export function loadForInference(dir: string, be: Backend, dtype: LoadDType = 'auto'): SkyworkMoE {
+  const t0 = performance.now();
+  const { model, report } = loadModelWithReport(dir, be, { dtype });
+  process.stderr.write(`[loaded ${dir} in ${((performance.now() - t0) / 1000).toFixed(2)} s: ${describeLoad(report)}]\n`);
+  return model;
 }

@@ -1,9 +1,9 @@
 /** `skymoe generate --model DIR --prompt "..."`: stream tokens as they come. */
 import type { BackendName } from '../backend/backend.js';
 import { generateTokens } from '../infer/generate.js';
-import { loadModel } from '../io/hf.js';
 import { loadTokenizer } from '../io/tokenizer/index.js';
-import { useBackend } from './common.js';
+import type { LoadDType } from '../io/weights.js';
+import { loadForInference, useBackend } from './common.js';
 
 export interface GenerateCliOptions {
   model: string;
@@ -13,6 +13,7 @@ export interface GenerateCliOptions {
   topP?: number;
   topK?: number;
   seed: number;
+  dtype?: LoadDType;
   backend?: BackendName;
   threads?: number;
 }
@@ -20,7 +21,7 @@ export interface GenerateCliOptions {
 export async function runGenerate(o: GenerateCliOptions): Promise<void> {
   const be = await useBackend(o);
   const tok = await loadTokenizer(o.model);
-  const model = loadModel(o.model, be);
+  const model = loadForInference(o.model, be, o.dtype);
   const prompt = [model.config.bosTokenId, ...tok.encode(o.prompt)];
   const stream = tok.decodeStream();
   process.stdout.write(o.prompt);

@@ -1,6 +1,8 @@
 /** `skymoe inspect DIR | --preset NAME`: config summary, total and active parameters, stored dtypes and bytes. */
 import { JsBackend } from '../backend/js/index.js';
 import { describeCheckpoint, loadModel, readConfig } from '../io/hf.js';
+import { loadPlan } from '../io/weights.js';
+import { nativeInfo } from '../backend/native/index.js';
 import { expertSimilarity } from '../upcycle/similarity.js';
 import type { ModelConfig } from '../model/config.js';
 import { countParams, formatCount } from '../model/params.js';
@@ -43,4 +45,8 @@ export function runInspect(dir: string | undefined, o: { preset?: string }): voi
   }
   const dtypes = Object.entries(d.bytesByDtype).map(([k, v]) => `${k} ${fmtBytes(v)}`).join(', ');
   console.log(`stored        ${d.tensors} tensors, ${d.elements} values in ${d.files.join(', ')}; ${dtypes}`);
+  const plan = loadPlan(dir!, cfg);
+  const nat = nativeInfo().available ? 'native (available here)' : 'native (not built here)';
+  console.log(`in memory     on ${nat}: ${fmtBytes(plan.matrixBytes)} of matrices read in place from the mapped files, ${fmtBytes(plan.smallHeapBytes)} in the heap (norms, router, f32)`);
+  console.log(`              on wasm or js: ${fmtBytes(plan.matrixBytes + plan.smallHeapBytes)} copied into the heap (limit 4 GiB); --dtype f32 (training): ${fmtBytes(4 * countParams(cfg).total)} in the heap`);
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The `skymoe` command line: one file per command, each thin (parse, validate, call, print). */
 import { Command, Option } from 'commander';
-import { backendOption, nonNegInt, number, positiveInt, threadsOption } from './common.js';
+import { backendOption, dtypeOption, nonNegInt, number, positiveInt, threadsOption } from './common.js';
 import { runDoctor } from './doctor.js';
 import { runGenerate } from './generate.js';
 import { runInit } from './init.js';
@@ -15,9 +15,10 @@ import { runDemoCli } from './demo.js';
 import { runExperiment } from './experiment.js';
 import { runReport } from './report.js';
 import { runPlan } from './plan.js';
+import { runQuantize } from './quantize.js';
 
 const program = new Command();
-program.name('skymoe').description('Skywork-MoE in TypeScript: train, upcycle, advise, plan, generate, score, report').version('0.1.0');
+program.name('skymoe').description('Skywork-MoE in TypeScript: train, upcycle, advise, plan, quantize, generate, score, report').version('0.1.0');
 
 program
   .command('selfcheck')
@@ -55,6 +56,7 @@ program
   .requiredOption('--model <dir>', 'model directory')
   .requiredOption('--text <text>', 'the text to score')
   .option('--logits <file>', 'also write the raw logits [T, V] (F32) and input_ids [T] (I64) to a safetensors file')
+  .addOption(dtypeOption())
   .addOption(backendOption())
   .addOption(threadsOption())
   .action(runScore);
@@ -69,9 +71,20 @@ program
   .option('--top-p <p>', 'nucleus sampling threshold', number)
   .option('--top-k <k>', 'sample among the k most likely tokens', nonNegInt)
   .option('--seed <n>', 'sampling seed', nonNegInt, 0)
+  .addOption(dtypeOption())
   .addOption(backendOption())
   .addOption(threadsOption())
   .action(runGenerate);
+
+program
+  .command('quantize')
+  .description('re-encode a checkpoint to FP8 (E4M3 + weight_scale, the Skywork-MoE-Base-FP8 / vLLM layout) or bf16')
+  .requiredOption('--model <dir>', 'model directory (F32, F16 or BF16 weights)')
+  .addOption(new Option('--to <dtype>', 'target').choices(['fp8', 'bf16']).makeOptionMandatory())
+  .requiredOption('--out <dir>', 'output directory')
+  .option('--per-row', 'FP8 with one scale per output row (vLLM channel-wise) instead of per tensor')
+  .option('--report', 'print the quantization error of every tensor')
+  .action(runQuantize);
 
 program
   .command('train')

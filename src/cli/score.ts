@@ -1,16 +1,16 @@
 /** `skymoe score --model DIR --text "..." [--logits FILE]`: per-token log-probs and perplexity. */
 import type { BackendName } from '../backend/backend.js';
-import { loadModel } from '../io/hf.js';
 import { writeSafetensors } from '../io/safetensors.js';
+import type { LoadDType } from '../io/weights.js';
 import { loadTokenizer } from '../io/tokenizer/index.js';
 import { logSoftmax } from '../infer/sample.js';
 import * as T from '../tensor/index.js';
-import { useBackend } from './common.js';
+import { loadForInference, useBackend } from './common.js';
 
-export async function runScore(o: { model: string; text: string; logits?: string; backend?: BackendName; threads?: number }): Promise<void> {
+export async function runScore(o: { model: string; text: string; logits?: string; dtype?: LoadDType; backend?: BackendName; threads?: number }): Promise<void> {
   const be = await useBackend(o);
   const tok = await loadTokenizer(o.model);
-  const model = loadModel(o.model, be);
+  const model = loadForInference(o.model, be, o.dtype);
   const V = model.config.vocabSize;
   const ids = [model.config.bosTokenId, ...tok.encode(o.text)];
   if (ids.length > model.config.maxPositions) throw new Error(`score: ${ids.length} tokens exceed the model's ${model.config.maxPositions} positions`);

@@ -1,41 +1,21 @@
 /**
  * Hugging Face model directories: config.json + safetensors (single or sharded) in the Skywork,
- * Mixtral or Llama layout. Experts are stacked on load ([E, out, in] per layer) and split into
- * the per-expert names `...block_sparse_moe.experts.<e>.{w1,w3,w2}.weight` on save.
+ * Mixtral or Llama layout. Loading is io/weights.ts (stacked f32 experts for training, or the
+ * stored per-expert tensors, memory-mapped, for inference); saving splits experts into the
+ * per-expert names `...block_sparse_moe.experts.<e>.{w1,w3,w2}.weight`.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { ConfigError, configFromHF, configToHF, type ModelConfig } from '../model/config.js';
-import { parameterSpecs, SkyworkMoE } from '../model/skywork-moe.js';
+import { expertValues, paramValues, SkyworkMoE } from '../model/skywork-moe.js';
 import * as T from '../tensor/index.js';
-import type { Tensor } from '../tensor/index.js';
 import { writeFileAtomic, writeFully } from './atomic.js';
 import type { StorageDType } from './dtypes.js';
 import { type TensorToWrite, storedBytes } from './safetensors.js';
-import { INDEX_FILE, openCheckpoint, type ShardedReader, SINGLE_FILE, writeSharded } from './sharded.js';
-
-export class CheckpointError extends Error {
-  override name = 'CheckpointError';
-  constructor(
-    message: string,
-    readonly path: string,
-  ) {
-    super(`${path}: ${message}`);
-  }
-}
-
-/** Tensors of a checkpoint that carry no weights and are ignored on load. */
-const IGNORED = /(^|\.)rotary_emb\.inv_freq$/;
-
-const STACKED = /^(model\.layers\.\d+\.block_sparse_moe\.experts)\.(w1|w3|w2)$/;
-
-/** The file names a stacked internal name maps to: one per expert. */
-export function expertTensorNames(stackedName: string, numExperts: number): string[] {
-  const m = STACKED.exec(stackedName);
-  if (!m) return [stackedName];
-  return Array.from({ length: numExperts }, (_, e) => `${m[1]}.${e}.${m[2]}.weight`);
-}
+import { expertTensorNames } from './layout.js';
+import { INDEX_FILE, openCheckpoint, SINGLE_FILE, writeSharded } from './sharded.js';
+import { type LoadOptions, type LoadReport, loadParams } from './weights.js';
 
 /** Read and validate `dir/config.json`. */
 export function readConfig(dir: string): ModelConfig {
@@ -50,54 +30,25 @@ export function readConfig(dir: string): ModelConfig {
   return configFromHF(raw, path);
 }
 
-function checkpointPath(dir: string, reader: ShardedReader): string {
-  return reader.indexPath ?? join(dir, SINGLE_FILE);
+/**
+ * Load a whole model directory (config.json + weights). The default dtype 'f32' gives a trainable
+ * model in the heap; { dtype: 'auto' } keeps each weight in its stored dtype and, on the native
+ * backend, reads it in place from the memory-mapped files (see io/weights.ts).
+ */
+export function loadModel(dir: string, backend: Backend = T.currentBackend(), opts: LoadOptions = {}): SkyworkMoE {
+  return loadModelWithReport(dir, backend, opts).model;
 }
 
-/** Load tensors named as the model expects (experts stacked) onto a backend. */
-export function loadWeights(dir: string, cfg: ModelConfig, backend: Backend): Map<string, Tensor> {
-  const reader = openCheckpoint(dir);
-  const where = checkpointPath(dir, reader);
-  const out = new Map<string, Tensor>();
-  try {
-    const used = new Set<string>();
-    for (const spec of parameterSpecs(cfg)) {
-      const files = expertTensorNames(spec.name, cfg.numExperts);
-      const t = T.keep(T.empty(spec.shape, 'f32', backend));
-      out.set(spec.name, t);
-      const perFile = files.length === 1 ? spec.shape : spec.shape.slice(1);
-      files.forEach((name, e) => {
-        if (!reader.has(name)) throw new CheckpointError(`missing tensor '${name}' (shape [${perFile}])`, where);
-        const info = reader.info(name);
-        if (info.shape.length !== perFile.length || info.shape.some((d, i) => d !== perFile[i])) {
-          throw new CheckpointError(`tensor '${name}' has shape [${info.shape}], the config needs [${perFile}]`, where);
-        }
-        const data = reader.readF32(name);
-        if (files.length === 1) t.assign(data);
-        else {
-          const v = t.rowsView(e, e + 1);
-          v.assign(data);
-          v.dispose();
-        }
-        used.add(name);
-      });
-    }
-    // Some exports of tied models still carry lm_head.weight (a copy of the embedding).
-    const extra = reader.names().filter((n) => !used.has(n) && !IGNORED.test(n) && !(cfg.tieWordEmbeddings && n === 'lm_head.weight'));
-    if (extra.length) throw new CheckpointError(`unexpected tensors for a ${cfg.layout} model with this config: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ` and ${extra.length - 5} more` : ''}`, where);
-    return out;
-  } catch (e) {
-    for (const t of out.values()) t.dispose();
-    throw e;
-  } finally {
-    reader.close();
-  }
-}
-
-/** Load a whole model directory (config.json + weights). */
-export function loadModel(dir: string, backend: Backend = T.currentBackend()): SkyworkMoE {
+/** loadModel, also saying where the weights went (mapped or heap bytes, by dtype). */
+export function loadModelWithReport(dir: string, backend: Backend = T.currentBackend(), opts: LoadOptions = {}): { model: SkyworkMoE; report: LoadReport } {
   const cfg = readConfig(dir);
-  return SkyworkMoE.fromParams(cfg, loadWeights(dir, cfg, backend), backend);
+  const { params, report } = loadParams(dir, cfg, backend, { dtype: 'f32', ...opts });
+  try {
+    return { model: SkyworkMoE.fromParams(cfg, params, backend), report };
+  } catch (e) {
+    for (const p of params.values()) p.dispose();
+    throw e;
+  }
 }
 
 export interface SaveOptions {
@@ -116,21 +67,8 @@ export function checkpointTensors(model: SkyworkMoE, dtype: StorageDType = 'F32'
   const out: TensorToWrite[] = [];
   for (const [name, t] of model.params) {
     const files = expertTensorNames(name, model.config.numExperts);
-    if (files.length === 1) out.push({ name, dtype, shape: [...t.shape], data: () => t.toFloat32() });
-    else
-      files.forEach((file, e) =>
-        out.push({
-          name: file,
-          dtype,
-          shape: t.shape.slice(1),
-          data: () => {
-            const v = t.rowsView(e, e + 1);
-            const d = v.toFloat32();
-            v.dispose();
-            return d;
-          },
-        }),
-      );
+    if (files.length === 1) out.push({ name, dtype, shape: [...t.shape], data: () => paramValues(t) });
+    else files.forEach((file, e) => out.push({ name: file, dtype, shape: t.shape.slice(1), data: () => expertValues(t, e) }));
   }
   return out;
 }

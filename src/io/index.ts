@@ -6,3 +6,5 @@ export * from './safetensors.js';
 export * from './sharded.js';
 export * from './tokenizer/index.js';
 export * from './hf.js';
+export * from './layout.js';
+export * from './weights.js';

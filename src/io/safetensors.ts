@@ -37,6 +37,13 @@ export interface TensorEntry extends TensorInfo {
   end: number;
 }
 
+/** The file holding a tensor and the absolute byte offset of its first byte. */
+export interface TensorLocation {
+  path: string;
+  offset: number;
+  byteLength: number;
+}
+
 /** Read access to named tensors; implemented by single files and sharded checkpoints. */
 export interface TensorReader {
   /** The `__metadata__` map (empty when absent). */
@@ -47,6 +54,8 @@ export interface TensorReader {
   info(name: string): TensorInfo;
   /** The stored little-endian bytes, undecoded. */
   readRaw(name: string): Uint8Array;
+  /** The file and byte offset of a tensor's data. */
+  location(name: string): TensorLocation;
   /** Values of a float tensor (any float dtype) as float32. */
   readF32(name: string): Float32Array;
   /** Values of an integer tensor as int32 (I64 values must fit). */
@@ -221,6 +230,12 @@ export class SafetensorsReader implements TensorReader {
   info(name: string): TensorInfo {
     const e = this.entry(name);
     return { dtype: e.dtype, shape: [...e.shape], byteLength: e.byteLength };
+  }
+
+  /** Where a tensor's bytes are: the file and the absolute byte offset in it (for mapping). */
+  location(name: string): TensorLocation {
+    const e = this.entry(name);
+    return { path: this.path, offset: this.dataStart + e.begin, byteLength: e.byteLength };
   }
 
   readRaw(name: string): Uint8Array {

@@ -21,7 +21,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync } from 'no
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fsyncDir, writeFileAtomic, writeFully } from './atomic.js';
-import { SafetensorsError, SafetensorsReader, storedBytes, type TensorInfo, type TensorReader, type TensorToWrite, validateTensors, writeSafetensors } from './safetensors.js';
+import { SafetensorsError, SafetensorsReader, storedBytes, type TensorInfo, type TensorLocation, type TensorReader, type TensorToWrite, validateTensors, writeSafetensors } from './safetensors.js';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
 export const SINGLE_FILE = 'model.safetensors';
@@ -146,6 +146,10 @@ export class ShardedReader implements TensorReader {
 
   readRaw(name: string): Uint8Array {
     return this.locate(name).readRaw(name);
+  }
+
+  location(name: string): TensorLocation {
+    return this.locate(name).location(name);
   }
 
   readF32(name: string): Float32Array {

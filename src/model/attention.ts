@@ -1,14 +1,15 @@
 /** The attention block: q/k/v projections, RoPE, causal attention (fused, tiled), output projection. */
 import * as T from '../tensor/index.js';
-import type { Tensor } from '../tensor/index.js';
+import type { Tensor, Weight } from '../tensor/index.js';
 import type { ModelConfig } from './config.js';
 import type { KVCache } from './kv-cache.js';
 
+/** The projections: f32 tensors (trainable) or weights in a storage dtype. */
 export interface AttentionWeights {
-  q: Tensor; // (H*D, C)
-  k: Tensor; // (Hkv*D, C)
-  v: Tensor; // (Hkv*D, C)
-  o: Tensor; // (C, H*D)
+  q: Tensor | Weight; // (H*D, C)
+  k: Tensor | Weight; // (Hkv*D, C)
+  v: Tensor | Weight; // (Hkv*D, C)
+  o: Tensor | Weight; // (C, H*D)
 }
 
 export interface RopeTables {

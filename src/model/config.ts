@@ -139,6 +139,7 @@ export function configFromHF(raw: unknown, file?: string): ModelConfig {
   ] as const) {
     if (!ok(o[field])) throw new ConfigError(`field '${field}': ${JSON.stringify(o[field])} is not supported by skymoe (expected ${field === 'tie_word_embeddings' ? 'a boolean' : field.endsWith('bias') ? 'false' : 'null'})`, file);
   }
+  checkQuantization(o.quantization_config, file);
   const extra: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(o)) if (!KNOWN.has(k)) extra[k] = v;
   let layout: Layout;
@@ -206,6 +207,24 @@ export function configFromHF(raw: unknown, file?: string): ModelConfig {
   return cfg;
 }
 
+/**
+ * `quantization_config`: FP8 weights (vLLM's "fp8" method: F8_E4M3 tensors with a `weight_scale`
+ * per tensor or per row) are read; other methods, and block-wise scales, would compute something
+ * else and are refused. Activations are computed in f32 either way (a static scheme's input scales
+ * are not needed).
+ */
+function checkQuantization(qc: unknown, file?: string): void {
+  if (qc === undefined || qc === null) return;
+  const bad = (field: string, msg: string) => {
+    throw new ConfigError(`field 'quantization_config${field}': ${msg}`, file);
+  };
+  if (typeof qc !== 'object' || Array.isArray(qc)) bad('', `expected an object, got ${JSON.stringify(qc)}`);
+  const q = qc as Record<string, unknown>;
+  if (q.quant_method !== 'fp8') bad('.quant_method', `${JSON.stringify(q.quant_method)} is not supported by skymoe (expected "fp8": F8_E4M3 weights with a weight_scale)`);
+  if (q.activation_scheme !== undefined && q.activation_scheme !== 'dynamic' && q.activation_scheme !== 'static') bad('.activation_scheme', `expected "dynamic" or "static", got ${JSON.stringify(q.activation_scheme)}`);
+  if (q.weight_block_size !== undefined && q.weight_block_size !== null) bad('.weight_block_size', `block-wise FP8 scales ${JSON.stringify(q.weight_block_size)} are not supported (per-tensor and per-row scales are)`);
+}
+
 /** Checks that tie fields together (also run on presets and programmatic configs). */
 export function validateConfig(c: ModelConfig, file?: string): void {
   const bad = (field: string, msg: string) => {
@@ -248,7 +267,8 @@ export function configToHF(c: ModelConfig): Record<string, unknown> {
     initializer_range: c.initializerRange,
     torch_dtype: 'float32',
   };
-  const extra = c.extra ?? {};
+  // skymoe saves f32/bf16/f16 weights: a source checkpoint's FP8 quantization does not carry over.
+  const { quantization_config: _q, ...extra } = c.extra ?? {};
   switch (c.layout) {
     case 'skywork':
       return {

@@ -8,7 +8,7 @@
  *   (w, idx) = topk(p, k);  w /= sum(w);  y = sum_k w_k * W2(silu(W1 x) * W3 x)
  */
 import * as T from '../tensor/index.js';
-import type { Tensor } from '../tensor/index.js';
+import type { ExpertWeights, Tensor } from '../tensor/index.js';
 import type { ModelConfig } from './config.js';
 
 /** Which assignments an over-full expert drops first. */
@@ -53,13 +53,17 @@ export interface MoeOutput {
   stats: RouterStats;
 }
 
-/** The weights of one MoE layer (experts stacked: w1, w3 [E, F, H]; w2 [E, H, F]). */
+/**
+ * The weights of one MoE layer. The router is f32 (it stays high precision in every checkpoint
+ * format); the experts are stacked f32 tensors (w1, w3 [E, F, H]; w2 [E, H, F]; trainable) or one
+ * weight per expert in a storage dtype (inference, possibly read in place from the checkpoint).
+ */
 export interface MoeWeights {
   gate: Tensor; // (E, H), or the first layer of a 2-layer gate (8E, H)
   gate2?: Tensor; // (E, 8E)
-  w1: Tensor;
-  w3: Tensor;
-  w2: Tensor;
+  w1: Tensor | ExpertWeights;
+  w3: Tensor | ExpertWeights;
+  w2: Tensor | ExpertWeights;
 }
 
 /** The routing plan: which assignment goes where, computed on the host from the top-k result. */

@@ -11,6 +11,7 @@
 import type { Backend } from '../backend/backend.js';
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
+import type { ExpertWeights, Weight } from '../tensor/index.js';
 import { attentionBlock, type AttentionWeights, type RopeTables } from './attention.js';
 import { isMoeLayer, type ModelConfig, validateConfig } from './config.js';
 import { KVCache } from './kv-cache.js';
@@ -91,16 +92,111 @@ export class ModelError extends Error {
   override name = 'ModelError';
 }
 
+/**
+ * A model weight: an f32 tensor (trainable), a matrix in a storage dtype, or one matrix per expert
+ * (the Hugging Face per-expert tensors, e.g. read in place from a mapped checkpoint).
+ */
+export type Param = Tensor | Weight | ExpertWeights;
+type Matrix = Tensor | Weight;
+
+/** The dense SwiGLU MLP of a layer that is not MoE. */
+interface DenseMlpWeights {
+  gate: Matrix;
+  up: Matrix;
+  down: Matrix;
+}
+
+/** One decoder layer's weights, resolved once from the names (no string lookups per forward). */
+interface LayerWeights {
+  inputNorm: Tensor;
+  attention: AttentionWeights;
+  postNorm: Tensor;
+  moe: MoeWeights | null;
+  mlp: DenseMlpWeights | null;
+}
+
+/** The real values of a weight, copied to the host (all experts stacked [E, rows, cols]). */
+export function paramValues(p: Param): Float32Array {
+  if (!(p instanceof T.ExpertWeights)) return p.toFloat32();
+  const t = p.toTensor();
+  try {
+    return t.toFloat32();
+  } finally {
+    t.dispose();
+  }
+}
+
+/** Expert e of a parameter holding all experts, copied to the host ([rows, cols]). */
+export function expertValues(p: Param, e: number): Float32Array {
+  if (p instanceof T.ExpertWeights) return p.experts[e]!.toFloat32();
+  if (p instanceof T.Tensor) {
+    const v = p.rowsView(e, e + 1);
+    try {
+      return v.toFloat32();
+    } finally {
+      v.dispose();
+    }
+  }
+  throw new ModelError(`expertValues: ${p} is one matrix, not a set of experts`);
+}
+
 export class SkyworkMoE {
   readonly rope: RopeTables;
   private positionCache = new Map<string, Tensor>();
+  private readonly layers: LayerWeights[];
+  private readonly embed: Matrix;
+  private readonly finalNorm: Tensor;
+  private readonly head: Matrix;
 
   private constructor(
     readonly config: ModelConfig,
-    readonly params: Map<string, Tensor>,
+    readonly params: Map<string, Param>,
     readonly backend: Backend,
   ) {
     this.rope = T.ropeTables(config.maxPositions, config.headDim, config.ropeTheta, backend);
+    const tensor = (name: string): Tensor => {
+      const t = this.p(name);
+      if (!(t instanceof T.Tensor)) throw new ModelError(`parameter '${name}' must be an f32 tensor (norms and the router stay f32), got ${t}`);
+      return t;
+    };
+    const matrix = (name: string): Matrix => {
+      const t = this.p(name);
+      if (t instanceof T.ExpertWeights) throw new ModelError(`parameter '${name}' is a matrix, got expert weights`);
+      return t;
+    };
+    const experts = (name: string): Tensor | ExpertWeights => {
+      const t = this.p(name);
+      if (t instanceof T.Weight) throw new ModelError(`parameter '${name}' holds all experts, got one matrix ${t}`);
+      return t;
+    };
+    this.layers = Array.from({ length: config.numLayers }, (_, l) => {
+      const pre = `model.layers.${l}`;
+      const a = `${pre}.self_attn`;
+      const layer: LayerWeights = {
+        inputNorm: tensor(`${pre}.input_layernorm.weight`),
+        attention: { q: matrix(`${a}.q_proj.weight`), k: matrix(`${a}.k_proj.weight`), v: matrix(`${a}.v_proj.weight`), o: matrix(`${a}.o_proj.weight`) },
+        postNorm: tensor(`${pre}.post_attention_layernorm.weight`),
+        moe: null,
+        mlp: null,
+      };
+      if (isMoeLayer(config, l)) {
+        const m = `${pre}.block_sparse_moe`;
+        layer.moe = {
+          gate: tensor(config.twoLayerGate ? `${m}.gate.0.weight` : `${m}.gate.weight`),
+          w1: experts(`${m}.experts.w1`),
+          w3: experts(`${m}.experts.w3`),
+          w2: experts(`${m}.experts.w2`),
+        };
+        if (config.twoLayerGate) layer.moe.gate2 = tensor(`${m}.gate.2.weight`);
+      } else {
+        const m = `${pre}.mlp`;
+        layer.mlp = { gate: matrix(`${m}.gate_proj.weight`), up: matrix(`${m}.up_proj.weight`), down: matrix(`${m}.down_proj.weight`) };
+      }
+      return layer;
+    });
+    this.embed = matrix('model.embed_tokens.weight');
+    this.finalNorm = tensor('model.norm.weight');
+    this.head = config.tieWordEmbeddings ? this.embed : matrix('lm_head.weight');
   }
 
   /** A new model with random weights: N(0, initializer_range) matrices, unit norms. */
@@ -108,7 +204,7 @@ export class SkyworkMoE {
     validateConfig(config);
     const backend = opts.backend ?? T.currentBackend();
     const rng = new T.Rng(opts.seed ?? 0);
-    const params = new Map<string, Tensor>();
+    const params = new Map<string, Param>();
     for (const s of parameterSpecs(config)) {
       const t = s.kind === 'norm' ? T.ones(s.shape, backend) : T.randn(s.shape, rng, config.initializerRange, backend);
       params.set(s.name, T.keep(T.parameter(t, s.name)));
@@ -116,50 +212,47 @@ export class SkyworkMoE {
     return new SkyworkMoE(config, params, backend);
   }
 
-  /** A model over existing tensors (from a checkpoint); checks every name and shape. */
-  static fromParams(config: ModelConfig, tensors: Map<string, Tensor>, backend: Backend): SkyworkMoE {
+  /** A model over existing weights (from a checkpoint); checks every name and shape. */
+  static fromParams(config: ModelConfig, tensors: Map<string, Param>, backend: Backend): SkyworkMoE {
     validateConfig(config);
-    const params = new Map<string, Tensor>();
+    const params = new Map<string, Param>();
     for (const s of parameterSpecs(config)) {
       const t = tensors.get(s.name);
       if (!t) throw new ModelError(`missing parameter '${s.name}' (expected shape [${s.shape}])`);
-      if (t.shape.length !== s.shape.length || t.shape.some((d, i) => d !== s.shape[i])) {
-        throw new ModelError(`parameter '${s.name}' has shape [${t.shape}], the config needs [${s.shape}]`);
+      const shape = t.shape;
+      if (shape.length !== s.shape.length || shape.some((d, i) => d !== s.shape[i])) {
+        throw new ModelError(`parameter '${s.name}' has shape [${shape}], the config needs [${s.shape}]`);
       }
-      params.set(s.name, T.parameter(t, s.name));
+      params.set(s.name, t instanceof T.Tensor ? T.parameter(t, s.name) : t);
     }
     for (const name of tensors.keys()) if (!params.has(name)) throw new ModelError(`unexpected parameter '${name}' for this config`);
     return new SkyworkMoE(config, params, backend);
   }
 
-  /** The parameters in checkpoint order. */
-  parameters(): Tensor[] {
-    return [...this.params.values()];
+  /** True when every weight is an f32 tensor in the heap (the model can be trained). */
+  get trainable(): boolean {
+    return [...this.params.values()].every((p) => p instanceof T.Tensor);
   }
 
-  private p(name: string): Tensor {
+  /** The trainable parameters in checkpoint order (every weight must be an f32 tensor). */
+  parameters(): Tensor[] {
+    const out: Tensor[] = [];
+    for (const [name, p] of this.params) {
+      if (!(p instanceof T.Tensor)) throw new ModelError(`parameter '${name}' is ${p instanceof T.Weight ? `a ${p.dtypeName}${p.mapped ? ' mapped' : ''} weight` : 'a set of per-expert weights'}, not a trainable f32 tensor: load the model with dtype f32 to train it`);
+      out.push(p);
+    }
+    return out;
+  }
+
+  private p(name: string): Param {
     const t = this.params.get(name);
     if (!t) throw new ModelError(`no parameter '${name}'`);
     return t;
   }
 
-  private attentionWeights(l: number): AttentionWeights {
-    const a = `model.layers.${l}.self_attn`;
-    return { q: this.p(`${a}.q_proj.weight`), k: this.p(`${a}.k_proj.weight`), v: this.p(`${a}.v_proj.weight`), o: this.p(`${a}.o_proj.weight`) };
-  }
-
-  private moeWeights(l: number): MoeWeights {
-    const m = `model.layers.${l}.block_sparse_moe`;
-    const gate = this.config.twoLayerGate ? this.p(`${m}.gate.0.weight`) : this.p(`${m}.gate.weight`);
-    const w: MoeWeights = { gate, w1: this.p(`${m}.experts.w1`), w3: this.p(`${m}.experts.w3`), w2: this.p(`${m}.experts.w2`) };
-    if (this.config.twoLayerGate) w.gate2 = this.p(`${m}.gate.2.weight`);
-    return w;
-  }
-
   /** The dense SwiGLU MLP: down(silu(gate x) * up x). x (N, C) -> (N, C). */
-  private denseMlp(l: number, x: Tensor): Tensor {
-    const m = `model.layers.${l}.mlp`;
-    return T.linear(T.swiglu(T.linear(x, this.p(`${m}.gate_proj.weight`)), T.linear(x, this.p(`${m}.up_proj.weight`))), this.p(`${m}.down_proj.weight`));
+  private denseMlp(m: DenseMlpWeights, x: Tensor): Tensor {
+    return T.linear(T.swiglu(T.linear(x, m.gate), T.linear(x, m.up)), m.down);
   }
 
   private positions(B: number, Tn: number, start: number, decoding: boolean): Tensor {
@@ -195,23 +288,22 @@ export class SkyworkMoE {
     const positions = this.positions(B, Tn, start, cache !== undefined);
     const moe: LayerOutput[] = [];
 
-    let x = T.embedding(this.p('model.embed_tokens.weight'), ids); // (B, T, C)
+    let x = T.embedding(this.embed, ids); // (B, T, C)
     for (let l = 0; l < c.numLayers; l++) {
-      const pre = `model.layers.${l}`;
-      const a = attentionBlock(T.rmsnorm(x, this.p(`${pre}.input_layernorm.weight`), c.rmsNormEps), this.attentionWeights(l), c, this.rope, positions, cache ? { kv: cache, layer: l } : undefined);
+      const w = this.layers[l]!;
+      const a = attentionBlock(T.rmsnorm(x, w.inputNorm, c.rmsNormEps), w.attention, c, this.rope, positions, cache ? { kv: cache, layer: l } : undefined);
       const h = T.add(x, a); // (B, T, C)
-      const hn = T.reshape(T.rmsnorm(h, this.p(`${pre}.post_attention_layernorm.weight`), c.rmsNormEps), [B * Tn, c.hiddenSize]); // (N, C)
+      const hn = T.reshape(T.rmsnorm(h, w.postNorm, c.rmsNormEps), [B * Tn, c.hiddenSize]); // (N, C)
       let f: Tensor; // (N, C)
-      if (isMoeLayer(c, l)) {
+      if (w.moe) {
         const bias = opts.expertBias?.[l];
-        const out = moeForward(hn, this.moeWeights(l), c, bias ? { ...moeOpts, expertBias: bias } : moeOpts);
+        const out = moeForward(hn, w.moe, c, bias ? { ...moeOpts, expertBias: bias } : moeOpts);
         moe.push({ layer: l, aux: out.aux, zLoss: out.zLoss, stats: out.stats });
         f = out.y;
-      } else f = this.denseMlp(l, hn);
+      } else f = this.denseMlp(w.mlp!, hn);
       x = T.add(h, T.reshape(f, [B, Tn, c.hiddenSize])); // (B, T, C)
     }
-    const head = c.tieWordEmbeddings ? this.p('model.embed_tokens.weight') : this.p('lm_head.weight');
-    const logits = T.linear(T.rmsnorm(x, this.p('model.norm.weight'), c.rmsNormEps), head); // (B, T, V)
+    const logits = T.linear(T.rmsnorm(x, this.finalNorm, c.rmsNormEps), this.head); // (B, T, V)
     if (cache) cache.length += Tn;
     return { logits, moe };
   }

@@ -11,3 +11,4 @@ export * from './ops/indexing.js';
 export * from './ops/reduce.js';
 export { sliceRows, concatRows, reshape, writeSlice } from './ops/shape.js';
 export * from './ops/optim.js';
+export { Weight, ExpertWeights, MappedRegion, WeightDType, WEIGHT_DTYPE_NAMES, weightDTypeOf, type WeightDTypeName, type WeightOptions } from './weight.js';

@@ -4,7 +4,7 @@
  * expert a copy); the report (section 3.2) watches it fall as experts specialize.
  */
 import { isMoeLayer } from '../model/config.js';
-import type { SkyworkMoE } from '../model/skywork-moe.js';
+import { paramValues, type SkyworkMoE } from '../model/skywork-moe.js';
 
 /** Per MoE layer (in layer order): mean over expert pairs of cos(w_i, w_j). */
 export function expertSimilarity(model: SkyworkMoE): number[] {
@@ -13,7 +13,7 @@ export function expertSimilarity(model: SkyworkMoE): number[] {
   for (let l = 0; l < c.numLayers; l++) {
     if (!isMoeLayer(c, l)) continue;
     const E = c.numExperts;
-    const parts = ['w1', 'w3', 'w2'].map((w) => model.params.get(`model.layers.${l}.block_sparse_moe.experts.${w}`)!.toFloat32());
+    const parts = ['w1', 'w3', 'w2'].map((w) => paramValues(model.params.get(`model.layers.${l}.block_sparse_moe.experts.${w}`)!));
     const per = parts.map((p) => p.length / E);
     const dot = Array.from({ length: E }, () => new Float64Array(E));
     for (let pi = 0; pi < parts.length; pi++) {

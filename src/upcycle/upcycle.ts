@@ -7,7 +7,7 @@
  */
 import type { Backend } from '../backend/backend.js';
 import { ConfigError, type ModelConfig, validateConfig } from '../model/config.js';
-import { SkyworkMoE } from '../model/skywork-moe.js';
+import { paramValues, SkyworkMoE } from '../model/skywork-moe.js';
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
 
@@ -59,7 +59,7 @@ export function upcycle(dense: SkyworkMoE, o: UpcycleOptions, backend: Backend =
   const copy = (name: string, to = name) => {
     const src = dense.params.get(name);
     if (!src) throw new ConfigError(`upcycle: the dense model has no '${name}'`);
-    out.set(to, T.keep(T.tensor(src.toFloat32(), src.shape, 'f32', backend)));
+    out.set(to, T.keep(T.tensor(paramValues(src), src.shape, 'f32', backend)));
   };
   try {
     copy('model.embed_tokens.weight');
@@ -73,7 +73,7 @@ export function upcycle(dense: SkyworkMoE, o: UpcycleOptions, backend: Backend =
       out.set(`${m}.gate.weight`, T.keep(T.randn([E, cfg.hiddenSize], rng, gateStd, backend)));
       for (const [from, to] of [['gate_proj', 'w1'], ['up_proj', 'w3'], ['down_proj', 'w2']] as const) {
         const w = dense.params.get(`${p}.mlp.${from}.weight`)!;
-        const v = w.toFloat32();
+        const v = paramValues(w);
         let scale = 0;
         if (o.noise) {
           let ss = 0;

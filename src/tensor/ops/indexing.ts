@@ -1,11 +1,24 @@
 /** Index ops: embedding lookup, row gather/scatter (token permutation), top-k. */
 import { record } from '../autograd.js';
-import { empty, ShapeError, type Tensor } from '../tensor.js';
+import { empty, ShapeError, type Tensor, TensorError } from '../tensor.js';
+import { Weight } from '../weight.js';
 import { checkF32, checkI32, checkIndices, checkRank, rowsCols, sameBackend } from './check.js';
 import { tensor } from './create.js';
 
-/** weight [V, C] looked up at i32 ids [...] -> [..., C]; backward scatter-adds into [V, C]. */
-export function embedding(weight: Tensor, ids: Tensor): Tensor {
+/**
+ * weight [V, C] looked up at i32 ids [...] -> [..., C]; backward scatter-adds into [V, C]. A Weight
+ * in a storage dtype is decoded row by row (no autograd).
+ */
+export function embedding(weight: Tensor | Weight, ids: Tensor): Tensor {
+  if (weight instanceof Weight) {
+    checkI32('embedding', 'ids', ids);
+    if (ids.backend !== weight.backend) throw new TensorError('embedding: ids and weight are on different backends');
+    const [V, C] = weight.shape;
+    checkIndices('embedding', 'ids', ids, V);
+    const out = empty([...ids.shape, C], 'f32', ids.backend);
+    ids.backend.kernels.gatherRowsW(weight.ref, V, ids.ptr, out.ptr, ids.size, C);
+    return out;
+  }
   checkF32('embedding', weight);
   checkI32('embedding', 'ids', ids);
   checkRank('embedding', 'weight', weight, [2]);

@@ -1,7 +1,9 @@
 /** Matrix products: matmul (transposes, batches), linear, the grouped expert matmul, transpose. */
 import { GroupedMode } from '../../backend/backend.js';
-import { record } from '../autograd.js';
-import { empty, ShapeError, type Tensor } from '../tensor.js';
+import { needsGrad, record } from '../autograd.js';
+import { isGradEnabled } from '../engine.js';
+import { empty, ShapeError, Tensor, TensorError } from '../tensor.js';
+import { ExpertWeights, Weight } from '../weight.js';
 import { checkF32, checkRank, sameBackend } from './check.js';
 
 export interface MatmulOptions {
@@ -69,8 +71,29 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   });
 }
 
-/** x @ w^T with x [..., in] and w [out, in] (the nn.Linear convention, no bias). */
-export function linear(x: Tensor, w: Tensor): Tensor {
+/** Weights in a storage dtype are for inference: refuse a product whose input wants a gradient. */
+function checkNoGradThrough(op: string, x: Tensor, w: Weight | ExpertWeights): void {
+  if (!isGradEnabled() || !needsGrad(x)) return;
+  const what = w instanceof Weight ? `the ${w.dtypeName}${w.mapped ? ' mapped' : ''} weight${w.name ? ` '${w.name}'` : ''}` : `${w.experts.length} expert weights`;
+  throw new TensorError(`${op}: gradients through ${what} are not supported (weights in a storage dtype are for inference; load f32 weights to train)`);
+}
+
+/** x @ W^T for a weight in its storage dtype, x [..., in], W [out, in]; no autograd. */
+function linearWeight(x: Tensor, w: Weight): Tensor {
+  checkF32('linear', x);
+  if (x.backend !== w.backend) throw new TensorError(`linear: input and weight${w.name ? ` '${w.name}'` : ''} are on different backends`);
+  const [n, k] = w.shape;
+  if (x.rank < 1 || x.shape[x.rank - 1] !== k) throw new ShapeError(`linear: input [${x.shape}] does not match weight${w.name ? ` '${w.name}'` : ''} [${w.shape}] (in features ${k})`);
+  checkNoGradThrough('linear', x, w);
+  const m = x.size / k;
+  const out = empty([...x.shape.slice(0, -1), n], 'f32', x.backend);
+  x.backend.kernels.linearW(x.ptr, w.ref, out.ptr, m, k, n);
+  return out;
+}
+
+/** x @ w^T with x [..., in] and w [out, in] (the nn.Linear convention, no bias); w may be a Weight in any storage dtype. */
+export function linear(x: Tensor, w: Tensor | Weight): Tensor {
+  if (w instanceof Weight) return linearWeight(x, w);
   checkRank('linear', 'weight', w, [2]);
   if (x.shape[x.rank - 1] !== w.shape[1]) throw new ShapeError(`linear: input [${x.shape}] does not match weight [${w.shape}] (in features ${w.shape[1]})`);
   if (x.rank === 2) return matmul(x, w, { transB: true });
@@ -83,19 +106,27 @@ export function linear(x: Tensor, w: Tensor): Tensor {
  * The expert FFN product: rows [offsets[g], offsets[g+1]) of x [N, K] times w[g]^T, w [G, M, K],
  * giving [N, M]. offsets are host integers (G+1 of them, from the router's dispatch).
  */
-export function groupedMatmul(x: Tensor, w: Tensor, offsets: Int32Array): Tensor {
-  checkF32('groupedMatmul', x, w);
-  const be = sameBackend('groupedMatmul', x, w);
+export function groupedMatmul(x: Tensor, w: Tensor | ExpertWeights, offsets: Int32Array): Tensor {
+  checkF32('groupedMatmul', x);
   checkRank('groupedMatmul', 'x', x, [2]);
-  checkRank('groupedMatmul', 'w', w, [3]);
   const [N, K] = x.shape as [number, number];
   const [G, M, Kw] = w.shape as [number, number, number];
+  if (w instanceof Tensor) checkRank('groupedMatmul', 'w', w, [3]);
   if (K !== Kw) throw new ShapeError(`groupedMatmul: x [${x.shape}] and w [${w.shape}] disagree on K (${K} vs ${Kw})`);
   if (offsets.length !== G + 1 || offsets[0] !== 0 || offsets[G] !== N) {
     throw new ShapeError(`groupedMatmul: offsets must have ${G + 1} entries from 0 to ${N}, got [${Array.from(offsets).join(',')}]`);
   }
   for (let g = 0; g < G; g++) if (offsets[g + 1]! < offsets[g]!) throw new ShapeError(`groupedMatmul: offsets decrease at group ${g}`);
   const offs = Int32Array.from(offsets);
+  if (w instanceof ExpertWeights) {
+    if (x.backend !== w.backend) throw new TensorError('groupedMatmul: input and expert weights are on different backends');
+    checkNoGradThrough('groupedMatmul', x, w);
+    const out = empty([N, M], 'f32', x.backend);
+    x.backend.kernels.groupedLinearW(x.ptr, w.table, out.ptr, offs, M, K);
+    return out;
+  }
+  checkF32('groupedMatmul', w);
+  const be = sameBackend('groupedMatmul', x, w);
   const out = empty([N, M], 'f32', be);
   be.kernels.groupedMatmul(GroupedMode.XWt, x.ptr, w.ptr, out.ptr, offs, M, K, 0);
   return record('groupedMatmul', [x, w], out, [x, w], (g, [sx, sw]) => {

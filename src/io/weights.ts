@@ -1,0 +1,213 @@
+/**
+ * Model weights from a checkpoint in the form inference wants: each matrix in its stored dtype
+ * (f32, bf16, f16, or FP8 E4M3 with its `weight_scale`), read in place from the memory-mapped
+ * safetensors files where the backend can map them (native), copied byte for byte into the heap
+ * where it cannot (wasm, js). Experts stay one tensor per expert, as the file stores them: the
+ * grouped product takes a table of per-expert pointers, so nothing is stacked or copied.
+ * Norms and the router are small and always decoded to f32 (they stay high precision in every
+ * format). `dtype` converts on load: 'f32' decodes everything into trainable heap tensors,
+ * 'bf16' and 'fp8' re-encode matrices into the heap (embeddings and lm_head stay bf16 under fp8,
+ * as in Skywork-MoE-Base-FP8).
+ */
+import type { Backend } from '../backend/backend.js';
+import type { ModelConfig } from '../model/config.js';
+import { parameterSpecs, type Param } from '../model/skywork-moe.js';
+import { bf16Bytes, quantizeFp8 } from '../quant/fp8.js';
+import * as T from '../tensor/index.js';
+import { ExpertWeights, MappedRegion, Weight, WeightDType } from '../tensor/index.js';
+import { DTYPE_BYTES, type StorageDType } from './dtypes.js';
+import { CheckpointError, expertTensorNames } from './layout.js';
+import { openCheckpoint, SINGLE_FILE, type ShardedReader } from './sharded.js';
+import { join } from 'node:path';
+
+/** How weights are held after loading. */
+export type LoadDType = 'auto' | 'f32' | 'bf16' | 'fp8';
+export const LOAD_DTYPES: readonly LoadDType[] = ['auto', 'f32', 'bf16', 'fp8'];
+
+export interface LoadOptions {
+  /** 'auto' (default): the stored dtype, mapped where possible; 'f32': trainable heap tensors; 'bf16', 'fp8': converted. */
+  dtype?: LoadDType;
+  /** Map the files when the backend can (default true); false copies into the heap. */
+  map?: boolean;
+  /** Progress: tensors done of total. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface LoadReport {
+  /** Bytes of weights read in place from mapped files. */
+  mappedBytes: number;
+  /** Bytes of weights in the heap (copied, decoded or converted). */
+  heapBytes: number;
+  /** Files mapped. */
+  mappedFiles: number;
+  /** Stored dtypes of the matrices as loaded, with their bytes. */
+  bytesByDtype: Record<string, number>;
+}
+
+/** Tensors next to weights that carry no weights skymoe uses (rotary caches; static activation and KV scales). */
+export const IGNORED_TENSORS = /(^|\.)(rotary_emb\.inv_freq|input_scale|act_scale|k_scale|v_scale|kv_scale)$/;
+
+const STORED: Partial<Record<StorageDType, WeightDType>> = { F32: WeightDType.F32, BF16: WeightDType.BF16, F16: WeightDType.F16, F8_E4M3: WeightDType.F8E4M3 };
+
+/** A tensor's scale (`<name>_scale`, e.g. `...weight_scale`): a scalar, or one per row. */
+function readScale(reader: ShardedReader, name: string, rows: number, where: string): { scale: number; rowScale?: Float32Array; name?: string } {
+  const sname = `${name}_scale`;
+  if (!reader.has(sname)) return { scale: 1 };
+  const v = reader.readF32(sname);
+  if (v.length === 1) {
+    if (!Number.isFinite(v[0]!) || v[0]! <= 0) throw new CheckpointError(`'${sname}' is ${v[0]}, expected a positive finite scale`, where);
+    return { scale: v[0]!, name: sname };
+  }
+  if (v.length === rows) {
+    if (!v.every((x) => Number.isFinite(x) && x > 0)) throw new CheckpointError(`'${sname}' has a scale that is not a positive finite number`, where);
+    return { scale: 1, rowScale: v, name: sname };
+  }
+  throw new CheckpointError(`'${sname}' has ${v.length} values, expected 1 (per tensor) or ${rows} (per row)`, where);
+}
+
+/**
+ * Load the weights of a checkpoint directory for a config, in the layout the model expects (the
+ * experts of a layer as one ExpertWeights, or one stacked f32 tensor when dtype is 'f32').
+ */
+export function loadParams(dir: string, cfg: ModelConfig, backend: Backend, opts: LoadOptions = {}): { params: Map<string, Param>; report: LoadReport } {
+  const dtype = opts.dtype ?? 'auto';
+  if (!LOAD_DTYPES.includes(dtype)) throw new CheckpointError(`dtype '${dtype}': expected one of ${LOAD_DTYPES.join(', ')}`, dir);
+  const reader = openCheckpoint(dir);
+  const where = reader.indexPath ?? join(dir, SINGLE_FILE);
+  const params = new Map<string, Param>();
+  const regions = new Map<string, MappedRegion | null>();
+  const report: LoadReport = { mappedBytes: 0, heapBytes: 0, mappedFiles: 0, bytesByDtype: {} };
+  const used = new Set<string>();
+  const mapping = opts.map !== false && backend.mapFile !== undefined && dtype === 'auto';
+  const regionFor = (path: string): MappedRegion | null => {
+    if (!regions.has(path)) {
+      const r = mapping ? MappedRegion.open(backend, path) : null;
+      // keep the region alive while loading (weights retain it; this reference is dropped at the end)
+      r?.retain();
+      if (r) report.mappedFiles++;
+      regions.set(path, r);
+    }
+    return regions.get(path)!;
+  };
+  const count = (w: Weight) => {
+    if (w.mapped) report.mappedBytes += w.bytes;
+    else report.heapBytes += w.bytes;
+    report.bytesByDtype[w.dtypeName] = (report.bytesByDtype[w.dtypeName] ?? 0) + w.bytes;
+  };
+
+  /** One file tensor as a Weight (matrix) in the requested form. */
+  const weightOf = (name: string, shape: readonly number[], keepBf16: boolean): Weight => {
+    const info = reader.info(name);
+    used.add(name);
+    const stored = STORED[info.dtype];
+    if (stored === undefined) throw new CheckpointError(`tensor '${name}' is ${info.dtype}; weights must be F32, BF16, F16 or F8_E4M3`, where);
+    const sc = readScale(reader, name, shape[0]!, where);
+    if (sc.name) used.add(sc.name);
+    if (stored !== WeightDType.F8E4M3 && (sc.scale !== 1 || sc.rowScale)) throw new CheckpointError(`tensor '${name}' is ${info.dtype} but has a scale '${name}_scale' (scales belong to FP8 weights)`, where);
+    const o = { scale: sc.scale, rowScale: sc.rowScale, name };
+    const want = dtype === 'bf16' || (dtype === 'fp8' && keepBf16) ? WeightDType.BF16 : dtype === 'fp8' ? WeightDType.F8E4M3 : stored;
+    let w: Weight;
+    if (want === stored) {
+      const loc = reader.location(name);
+      const region = regionFor(loc.path);
+      w = region ? Weight.mapped(region, loc.offset, stored, shape, o, backend) : Weight.fromBytes(reader.readRaw(name), stored, shape, o, backend);
+    } else {
+      // convert: the real values (scales applied), then re-encode
+      let values = reader.readF32(name);
+      if (sc.scale !== 1 || sc.rowScale) values = values.map((v, i) => v * sc.scale * (sc.rowScale ? sc.rowScale[Math.floor(i / shape[1]!)]! : 1));
+      if (want === WeightDType.BF16) w = Weight.fromBytes(bf16Bytes(values), WeightDType.BF16, shape, { name }, backend);
+      else {
+        const q = quantizeFp8(values, shape[0]!, shape[1]!);
+        w = Weight.fromBytes(q.codes, WeightDType.F8E4M3, shape, { name, scale: q.scale as number }, backend);
+      }
+    }
+    count(w);
+    return w;
+  };
+
+  const checkShape = (name: string, shape: readonly number[]) => {
+    if (!reader.has(name)) throw new CheckpointError(`missing tensor '${name}' (shape [${shape}])`, where);
+    const info = reader.info(name);
+    if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
+      throw new CheckpointError(`tensor '${name}' has shape [${info.shape}], the config needs [${shape}]`, where);
+    }
+  };
+
+  try {
+    const specs = parameterSpecs(cfg);
+    specs.forEach((spec, i) => {
+      const files = expertTensorNames(spec.name, cfg.numExperts);
+      const perFile = files.length === 1 ? spec.shape : spec.shape.slice(1);
+      for (const f of files) checkShape(f, perFile);
+      const small = spec.kind === 'norm' || /\.gate(\.\d)?\.weight$/.test(spec.name);
+      if (dtype === 'f32' || small) {
+        // f32 heap tensor, stacked for experts (trainable; norms and router always)
+        const t = T.keep(T.empty(spec.shape, 'f32', backend));
+        params.set(spec.name, t);
+        files.forEach((name, e) => {
+          used.add(name);
+          const sc = readScale(reader, name, perFile[0]!, where);
+          if (sc.name) used.add(sc.name);
+          let data = reader.readF32(name);
+          if (sc.scale !== 1 || sc.rowScale) data = data.map((v, j) => v * sc.scale * (sc.rowScale ? sc.rowScale[Math.floor(j / perFile[1]!)]! : 1));
+          if (files.length === 1) t.assign(data);
+          else {
+            const v = t.rowsView(e, e + 1);
+            v.assign(data);
+            v.dispose();
+          }
+        });
+        report.heapBytes += 4 * t.size;
+        report.bytesByDtype.f32 = (report.bytesByDtype.f32 ?? 0) + 4 * t.size;
+      } else {
+        const keepBf16 = spec.name === 'model.embed_tokens.weight' || spec.name === 'lm_head.weight';
+        if (files.length === 1) params.set(spec.name, weightOf(files[0]!, perFile, keepBf16));
+        else {
+          const experts: Weight[] = [];
+          try {
+            for (const name of files) experts.push(weightOf(name, perFile, keepBf16));
+          } catch (e) {
+            for (const w of experts) w.dispose();
+            throw e;
+          }
+          params.set(spec.name, new ExpertWeights(experts));
+        }
+      }
+      opts.onProgress?.(i + 1, specs.length);
+    });
+    // Some exports of tied models still carry lm_head.weight (a copy of the embedding).
+    const extra = reader.names().filter((n) => !used.has(n) && !IGNORED_TENSORS.test(n) && !(cfg.tieWordEmbeddings && n === 'lm_head.weight'));
+    if (extra.length) throw new CheckpointError(`unexpected tensors for a ${cfg.layout} model with this config: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ` and ${extra.length - 5} more` : ''}`, where);
+    return { params, report };
+  } catch (e) {
+    for (const p of params.values()) p.dispose();
+    throw e;
+  } finally {
+    for (const r of regions.values()) r?.release();
+    reader.close();
+  }
+}
+
+/** What loading a checkpoint with dtype 'auto' holds where: matrices (mappable) and the small f32 tensors (heap). */
+export function loadPlan(dir: string, cfg: ModelConfig): { matrixBytes: number; matrixBytesByDtype: Record<string, number>; smallHeapBytes: number } {
+  const reader = openCheckpoint(dir);
+  try {
+    let matrixBytes = 0, smallHeapBytes = 0;
+    const matrixBytesByDtype: Record<string, number> = {};
+    for (const spec of parameterSpecs(cfg)) {
+      const small = spec.kind === 'norm' || /\.gate(\.\d)?\.weight$/.test(spec.name);
+      for (const name of expertTensorNames(spec.name, cfg.numExperts)) {
+        if (!reader.has(name)) continue;
+        const info = reader.info(name);
+        if (small) smallHeapBytes += (4 * info.byteLength) / Math.max(1, DTYPE_BYTES[info.dtype]);
+        else {
+          matrixBytes += info.byteLength;
+          matrixBytesByDtype[info.dtype] = (matrixBytesByDtype[info.dtype] ?? 0) + info.byteLength;
+        }
+      }
+    }
+    return { matrixBytes, matrixBytesByDtype, smallHeapBytes };
+  } finally {
+    reader.close();
+  }
+}
