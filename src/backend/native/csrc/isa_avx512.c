@@ -5,6 +5,7 @@
  * cycle, so the loads and broadcasts fit in the remaining ports).
  */
 #include <immintrin.h>
+#include <string.h>
 #include "skymoe.h"
 
 #define ISA(name) name##_avx512
@@ -31,6 +32,72 @@ static inline __m512 ld_f8_avx512(const uint8_t *w) {
 }
 #define LD_F8(w) ld_f8_avx512(w)
 #include "wdot_body.h"
+
+/*
+ * FP8 rows at memory speed. The 16-byte path above spends ~9 port-0/5 uops per 16 weights (with
+ * 512-bit code in flight only ports 0 and 5 run vector ops), which caps a core near 5 weights per
+ * cycle, below the bandwidth of two cores. Here 64 bytes become 64 f16 with 6 integer uops:
+ * unpacking with zero bytes puts each byte in the high half of a word (b << 8), an arithmetic shift
+ * by 1 gives sign in bit 15 and the 7 magnitude bits at 13..7 (value / 256 as an f16, as
+ * f8_to_f16_bits), and an AND clears the copy of the sign in bit 14. Unpacking works within
+ * 128-bit lanes, so the 64 floats come out in the order below; the activations are permuted into
+ * the same order once per call (f8_xperm) instead of shuffling every weight.
+ *   f0: bytes 0-7, 16-23   f1: 32-39, 48-55   f2: 8-15, 24-31   f3: 40-47, 56-63
+ */
+static inline void ld_f8x64_avx512(const uint8_t *w, __m512 f[4]) {
+  const __m512i v = _mm512_loadu_si512((const void *)w), z = _mm512_setzero_si512();
+  const __m512i keep = _mm512_set1_epi16((short)0xBFFF);
+  const __m512i lo = _mm512_and_si512(_mm512_srai_epi16(_mm512_unpacklo_epi8(z, v), 1), keep);
+  const __m512i hi = _mm512_and_si512(_mm512_srai_epi16(_mm512_unpackhi_epi8(z, v), 1), keep);
+  f[0] = _mm512_cvtph_ps(_mm512_castsi512_si256(lo));
+  f[1] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(lo, 1));
+  f[2] = _mm512_cvtph_ps(_mm512_castsi512_si256(hi));
+  f[3] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(hi, 1));
+}
+
+/* x in the order ld_f8x64 produces, per full 64-block; the tail stays in natural order. */
+static void f8_xperm_avx512(const float *x, float *out, long k) {
+  static const int src[8] = {0, 16, 32, 48, 8, 24, 40, 56};
+  long p = 0;
+  for (; p + 64 <= k; p += 64)
+    for (int b = 0; b < 8; b++) memcpy(out + p + 8 * b, x + p + src[b], 8 * sizeof(float));
+  for (; p < k; p++) out[p] = x[p];
+}
+
+#define WDOT_F8(NAME, MM)                                                                             \
+  static void NAME(const float *x, long ldx, const uint8_t *w, long ldw, int nrows, long k, float *acc) { \
+    const uint8_t *ws[4] = {w, w + (nrows > 1 ? ldw : 0), w + (nrows > 2 ? 2 * ldw : 0), w + (nrows > 3 ? 3 * ldw : 0)}; \
+    __m512 a[MM][4];                                                                                  \
+    for (int i = 0; i < MM; i++)                                                                      \
+      for (int r = 0; r < 4; r++) a[i][r] = _mm512_setzero_ps();                                      \
+    long p = 0;                                                                                       \
+    for (; p + 64 <= k; p += 64)                                                                      \
+      for (int r = 0; r < 4; r++) {                                                                   \
+        __m512 f[4];                                                                                  \
+        ld_f8x64_avx512(ws[r] + p, f);                                                                \
+        for (int i = 0; i < MM; i++) {                                                                \
+          const float *xi = x + i * ldx + p;                                                          \
+          a[i][r] = _mm512_fmadd_ps(_mm512_loadu_ps(xi), f[0], a[i][r]);                              \
+          a[i][r] = _mm512_fmadd_ps(_mm512_loadu_ps(xi + 16), f[1], a[i][r]);                         \
+          a[i][r] = _mm512_fmadd_ps(_mm512_loadu_ps(xi + 32), f[2], a[i][r]);                         \
+          a[i][r] = _mm512_fmadd_ps(_mm512_loadu_ps(xi + 48), f[3], a[i][r]);                         \
+        }                                                                                             \
+      }                                                                                               \
+    for (int i = 0; i < MM; i++)                                                                      \
+      for (int r = 0; r < 4; r++) {                                                                   \
+        float t = _mm512_reduce_add_ps(a[i][r]);                                                      \
+        for (long q = p; q < k; q++) t += x[i * ldx + q] * ISA(wscalar)(ws[r], WD_F8E4M3, q);         \
+        acc[i * 4 + r] = t;                                                                           \
+      }                                                                                               \
+  }
+WDOT_F8(wdot_f8p_1, 1) WDOT_F8(wdot_f8p_2, 2) WDOT_F8(wdot_f8p_3, 3) WDOT_F8(wdot_f8p_4, 4)
+
+static const wdot_fn wdot_avx512[4][4] = {
+    {ISA(wdot_f32_1), ISA(wdot_f32_2), ISA(wdot_f32_3), ISA(wdot_f32_4)},
+    {ISA(wdot_bf16_1), ISA(wdot_bf16_2), ISA(wdot_bf16_3), ISA(wdot_bf16_4)},
+    {ISA(wdot_f16_1), ISA(wdot_f16_2), ISA(wdot_f16_3), ISA(wdot_f16_4)},
+    {wdot_f8p_1, wdot_f8p_2, wdot_f8p_3, wdot_f8p_4},
+};
 
 #define MR 12
 #define NR 32
@@ -109,7 +176,8 @@ static const isa_t table = {
     .ukernel = ukernel_avx512, .gemv_t = ISA(gemv_t), .gemv_n = ISA(gemv_n), .exp_shift_sum = ISA(exp_shift_sum),
     .exp_scale = ISA(exp_scale),
     .row_max = ISA(row_max), .swiglu = ISA(swiglu), .swiglu_bwd = ISA(swiglu_bwd),
-    .fma_probe = fma_probe_avx512, .decode_row = ISA(decode_row), .wdot = ISA(wdot_table),
+    .fma_probe = fma_probe_avx512, .decode_row = ISA(decode_row), .wdot = wdot_avx512,
+    .f8_xperm = f8_xperm_avx512,
 };
 
 const isa_t *isa_avx512(void) { return &table; }

@@ -84,6 +84,9 @@ typedef struct isa {
   void (*decode_row)(const uint8_t *w, int dtype, float *out, long k, float mul);
   /* wdot[dtype][m - 1]: dot products of m <= 4 activation rows with 4 weight rows, decoded in registers. */
   const wdot_fn (*wdot)[4];
+  /* When set, wdot[WD_F8E4M3] wants each activation row in this order (k floats; the kernel's
+     decode order of 64-byte blocks, see isa_avx512.c); NULL: natural order. */
+  void (*f8_xperm)(const float *x, float *out, long k);
 } isa_t;
 
 const isa_t *isa_generic(void);

@@ -21,11 +21,18 @@ static inline float row_mul(const wref_t *w, long r) {
   return w->dtype == WD_F8E4M3 ? s * 256.0f : s;
 }
 
-/* y[i, j] for i < m, j in [j0, j1): stream weight rows j0..j1 once against the m <= STREAM_ROWS rows of x. */
+/*
+ * y[i, j] for i < m, j in [j0, j1): stream weight rows j0..j1 once against the m <= STREAM_ROWS rows
+ * of x. `xs` is scratch for m * k floats, used when the ISA wants the activations permuted for f8.
+ */
 static void stream_rows(const isa_t *isa, const float *x, long m, long k, const wref_t *w, long n, long j0, long j1,
-                        float *y) {
+                        float *y, float *xs) {
   const long ldw = k * wd_bytes(w->dtype);
   float acc[16];
+  if (w->dtype == WD_F8E4M3 && isa->f8_xperm) {
+    for (long i = 0; i < m; i++) isa->f8_xperm(x + i * k, xs + i * k, k);
+    x = xs;
+  }
   for (long j = j0; j < j1; j += 4) {
     int nr = (int)(j1 - j < 4 ? j1 - j : 4);
     const uint8_t *wr = w->p + j * ldw;
@@ -96,7 +103,7 @@ typedef struct {
 static void linear_range(ctx_t *cx, int tid, const float *x, const wref_t *w, float *y, long m, long k, long n, long j0,
                          long j1) {
   if (j1 <= j0) return;
-  if (m <= STREAM_ROWS) stream_rows(cx->isa, x, m, k, w, n, j0, j1, y);
+  if (m <= STREAM_ROWS) stream_rows(cx->isa, x, m, k, w, n, j0, j1, y, cx->scratch[tid].tile);
   else gemm_w_cols(cx, tid, x, m, k, w, n, j0, j1, y);
 }
 
@@ -107,10 +114,16 @@ static void linear_task(void *raw, int tid, int nt) {
   linear_range(j->cx, tid, j->x, j->w, j->y, j->m, j->k, j->n, lo, hi);
 }
 
+/* The per-thread tile scratch holds the permuted activations of the streaming path. */
+static int ensure_xscratch(ctx_t *cx, long rows, long k) {
+  return rows > STREAM_ROWS || scratch_tiles(cx, (size_t)(rows * k));
+}
+
 void k_linear_w(ctx_t *cx, const float *x, const wref_t *w, float *y, long m, long k, long n) {
   if (m <= 0 || n <= 0) return;
-  if (k <= 0) {
-    memset(y, 0, (size_t)(m * n) * sizeof(float));
+  if (k <= 0 || !ensure_xscratch(cx, m, k)) {
+    /* k <= 0: the empty sum; no scratch: (out of memory) NaN says so rather than garbage */
+    for (long i = 0; i < m * n; i++) y[i] = k <= 0 ? 0.0f : __builtin_nanf("");
     return;
   }
   if (cx->threads == 1 || m * n * k < PARALLEL_MIN_MACS) {
@@ -143,7 +156,7 @@ static void grouped_task(void *raw, int tid, int nt) {
     long a = lo > u ? lo - u : 0, b = hi - u < j->quads ? hi - u : j->quads;
     if (a < b) {
       long c0 = a * 4, c1 = b * 4 < j->n ? b * 4 : j->n;
-      stream_rows(j->cx->isa, j->x + r0 * j->k, rows, j->k, &j->ws[g], j->n, c0, c1, j->y + r0 * j->n);
+      stream_rows(j->cx->isa, j->x + r0 * j->k, rows, j->k, &j->ws[g], j->n, c0, c1, j->y + r0 * j->n, j->cx->scratch[tid].tile);
     }
     u += j->quads;
   }
@@ -158,7 +171,7 @@ void k_grouped_linear_w(ctx_t *cx, const float *x, const wref_t *ws, float *y, c
     if (rows > most) most = rows;
   }
   if (busy == 0 || n <= 0) return;
-  if (most <= STREAM_ROWS && k > 0) {
+  if (most <= STREAM_ROWS && k > 0 && ensure_xscratch(cx, most, k)) {
     /* Decode and small batches: one pass over all busy experts' weights, split evenly over threads. */
     long quads = (n + 3) / 4;
     grouped_job j = {cx, x, ws, y, off, groups, n, k, quads, busy * quads};
