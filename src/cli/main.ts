@@ -16,9 +16,10 @@ import { runExperiment } from './experiment.js';
 import { runReport } from './report.js';
 import { runPlan } from './plan.js';
 import { runQuantize } from './quantize.js';
+import { runExport } from './export.js';
 
 const program = new Command();
-program.name('skymoe').description('Skywork-MoE in TypeScript: train, upcycle, advise, plan, quantize, generate, score, report').version('0.1.0');
+program.name('skymoe').description('Skywork-MoE in TypeScript: train, upcycle, advise, plan, quantize, export, generate, score, report').version('0.1.0');
 
 program
   .command('selfcheck')
@@ -85,6 +86,16 @@ program
   .option('--per-row', 'FP8 with one scale per output row (vLLM channel-wise) instead of per tensor')
   .option('--report', 'print the quantization error of every tensor')
   .action(runQuantize);
+
+program
+  .command('export')
+  .description('write a model in another engine\'s format: gguf (llama.cpp, Ollama)')
+  .argument('<format>', 'gguf')
+  .requiredOption('--model <dir>', 'model directory (with tokenizer.json)')
+  .requiredOption('--out <file>', 'output file (.gguf)')
+  .addOption(new Option('--type <type>', 'tensor type of the matrices (norms and router stay f32)').choices(['f32', 'f16', 'bf16', 'q8_0']).default('f16'))
+  .option('--name <text>', 'general.name (default: the directory name)')
+  .action(runExport);
 
 program
   .command('train')

@@ -42,7 +42,7 @@ test('the README and --help list the same commands, and only commands that exist
   for (const v of verbs) assert.ok(commands.includes(v), `--help promises '${v}'`);
   // What is not built is named only under "Not built yet", never as present.
   const present = readme.replace(/## Not built yet[\s\S]*?(?=\n## )/, '');
-  for (const claim of [/OpenAI/i, /\bserver\b/i, /GGUF/i, /llama\.cpp/i]) assert.doesNotMatch(present, claim);
+  for (const claim of [/OpenAI/i, /\bserver\b/i, /SentencePiece/i, /Qwen3/i]) assert.doesNotMatch(present, claim);
   for (const c of commands) assert.equal(skymoe(c, '--help').code, 0, `skymoe ${c} --help`);
   fails(['frobnicate'], /unknown command 'frobnicate'/);
 });

@@ -61,6 +61,12 @@ export class PreTokenizer {
     this.byteLevel = this.compile(spec, 'pre_tokenizer', file);
   }
 
+  /** True for GPT-2's own pre-tokenizer (ByteLevel with its regex, no prefix space): llama.cpp's "gpt-2". */
+  get isGpt2ByteLevel(): boolean {
+    const s = this.spec;
+    return s.type === 'ByteLevel' && s.use_regex && !s.add_prefix_space;
+  }
+
   split(text: string): string[] {
     let pieces = [text];
     for (const step of this.steps) {

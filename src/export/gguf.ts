@@ -1,0 +1,287 @@
+/**
+ * Export a checkpoint to GGUF for llama.cpp / Ollama (SPEC section 9): architecture `llama`
+ * (Mixtral-style MoE uses it too) with the MoE tensors `blk.N.ffn_gate_inp` (router, F32) and the
+ * experts stacked into `ffn_gate_exps` / `ffn_up_exps` / `ffn_down_exps` (w1, w3, w2), the
+ * byte-level BPE tokenizer (`tokenizer.ggml.model` "gpt2", pre-tokenizer "gpt-2") with its merges
+ * and special ids. q_proj and k_proj rows are permuted from the Hugging Face rotate-half order to
+ * llama.cpp's interleaved RoPE pairs, as llama.cpp's own HF converter does. Norms and the router
+ * stay F32; the other matrices are F32, F16, BF16 or Q8_0.
+ *
+ * Refused, never exported as a different model: gating logit normalization (llama.cpp has no
+ * equivalent), the 2-layer gate, and models mixing dense and MoE layers.
+ * Tensors are read, converted and written one at a time; the file is written atomically.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic, writeFully } from '../io/atomic.js';
+import { encodeBf16, encodeF16 } from '../io/dtypes.js';
+import { GGML_TYPES, ggmlBytes, type GgmlTypeName, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, GgufValueType, quantizeQ8_0, Q8_0_BLOCK } from '../io/gguf.js';
+import { readConfig } from '../io/hf.js';
+import { expertTensorNames } from '../io/layout.js';
+import { openCheckpoint, type ShardedReader } from '../io/sharded.js';
+import { loadTokenizer } from '../io/tokenizer/index.js';
+import { isMoeLayer, type ModelConfig } from '../model/config.js';
+import { parameterSpecs } from '../model/skywork-moe.js';
+
+export class ExportError extends Error {
+  override name = 'ExportError';
+}
+
+export type GgufOutType = 'f32' | 'f16' | 'bf16' | 'q8_0';
+export const GGUF_OUT_TYPES: readonly GgufOutType[] = ['f32', 'f16', 'bf16', 'q8_0'];
+
+const TYPE_OF: Record<GgufOutType, GgmlTypeName> = { f32: 'F32', f16: 'F16', bf16: 'BF16', q8_0: 'Q8_0' };
+/** llama_ftype of the file (general.file_type). */
+const FILE_TYPE: Record<GgufOutType, number> = { f32: 0, f16: 1, q8_0: 7, bf16: 32 };
+
+export interface GgufExportOptions {
+  type: GgufOutType;
+  /** general.name (default: the directory name). */
+  name?: string;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface GgufExportResult {
+  tensors: number;
+  bytes: number;
+}
+
+type Kv = [string, GgufValueType, unknown, GgufValueType?];
+
+/** Why a config cannot be exported faithfully, or null. */
+export function ggufRefusal(cfg: ModelConfig): string | null {
+  if (cfg.logitsNorm) return 'the model uses gating logit normalization (moe_use_logits_norm), which GGUF and llama.cpp cannot express: exported, it would compute a different model. Export a model without it (Mixtral layout), or serve it with skymoe';
+  if (cfg.twoLayerGate) return 'the model has a 2-layer gate, which llama.cpp cannot express';
+  if (cfg.numExperts > 0 && cfg.moeInterval !== 1) return `moe_expert_interval ${cfg.moeInterval} mixes dense and MoE layers, which llama.cpp's llama architecture cannot express`;
+  return null;
+}
+
+/** HF rotate-half rows of q_proj / k_proj -> llama.cpp's interleaved pairs (per head: row j*D/2 + i -> 2i + j). */
+export function permuteRopeRows(w: Float32Array, heads: number, cols: number): Float32Array {
+  const rows = w.length / cols, D = rows / heads, half = D / 2;
+  const out = new Float32Array(w.length);
+  for (let h = 0; h < heads; h++)
+    for (let j = 0; j < 2; j++)
+      for (let i = 0; i < half; i++) out.set(w.subarray((h * D + j * half + i) * cols, (h * D + j * half + i + 1) * cols), (h * D + 2 * i + j) * cols);
+  return out;
+}
+
+interface Plan {
+  name: string;
+  /** ggml dims, innermost first */
+  ne: number[];
+  type: GgmlTypeName;
+  /** Values in row-major order over the reversed ne. */
+  values: () => Float32Array;
+}
+
+function encode(type: GgmlTypeName, v: Float32Array): Uint8Array {
+  switch (type) {
+    case 'F32': return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+    case 'F16': {
+      const u = encodeF16(v);
+      return new Uint8Array(u.buffer, u.byteOffset, u.byteLength);
+    }
+    case 'BF16': {
+      const u = encodeBf16(v);
+      return new Uint8Array(u.buffer, u.byteOffset, u.byteLength);
+    }
+    case 'Q8_0': return quantizeQ8_0(v);
+  }
+}
+
+function plan(reader: ShardedReader, cfg: ModelConfig, out: GgmlTypeName): Plan[] {
+  const H = cfg.hiddenSize;
+  const read = (n: string) => reader.readF32(n);
+  const matrix = (shape: readonly number[]): GgmlTypeName => (out === 'Q8_0' && shape[shape.length - 1]! % Q8_0_BLOCK !== 0 ? 'F16' : out);
+  const plans: Plan[] = [];
+  const add = (name: string, shape: readonly number[], type: GgmlTypeName, values: () => Float32Array) => plans.push({ name, ne: [...shape].reverse(), type, values });
+  add('token_embd.weight', [cfg.vocabSize, H], matrix([cfg.vocabSize, H]), () => read('model.embed_tokens.weight'));
+  for (let l = 0; l < cfg.numLayers; l++) {
+    const p = `model.layers.${l}`, b = `blk.${l}`;
+    const qd = cfg.numHeads * cfg.headDim, kvd = cfg.numKvHeads * cfg.headDim;
+    add(`${b}.attn_norm.weight`, [H], 'F32', () => read(`${p}.input_layernorm.weight`));
+    add(`${b}.attn_q.weight`, [qd, H], matrix([qd, H]), () => permuteRopeRows(read(`${p}.self_attn.q_proj.weight`), cfg.numHeads, H));
+    add(`${b}.attn_k.weight`, [kvd, H], matrix([kvd, H]), () => permuteRopeRows(read(`${p}.self_attn.k_proj.weight`), cfg.numKvHeads, H));
+    add(`${b}.attn_v.weight`, [kvd, H], matrix([kvd, H]), () => read(`${p}.self_attn.v_proj.weight`));
+    add(`${b}.attn_output.weight`, [H, qd], matrix([H, qd]), () => read(`${p}.self_attn.o_proj.weight`));
+    add(`${b}.ffn_norm.weight`, [H], 'F32', () => read(`${p}.post_attention_layernorm.weight`));
+    if (isMoeLayer(cfg, l)) {
+      const m = `${p}.block_sparse_moe`;
+      const E = cfg.numExperts, F = cfg.intermediateSize;
+      add(`${b}.ffn_gate_inp.weight`, [E, H], 'F32', () => read(`${m}.gate.weight`));
+      for (const [w, gg] of [['w1', 'ffn_gate_exps'], ['w3', 'ffn_up_exps'], ['w2', 'ffn_down_exps']] as const) {
+        const shape = w === 'w2' ? [E, H, F] : [E, F, H];
+        add(`${b}.${gg}.weight`, shape, matrix(shape), () => {
+          const files = expertTensorNames(`${m}.experts.${w}`, E);
+          const per = shape[1]! * shape[2]!;
+          const v = new Float32Array(E * per);
+          files.forEach((f, e) => v.set(read(f), e * per));
+          return v;
+        });
+      }
+    } else {
+      const F = cfg.intermediateSize;
+      add(`${b}.ffn_gate.weight`, [F, H], matrix([F, H]), () => read(`${p}.mlp.gate_proj.weight`));
+      add(`${b}.ffn_up.weight`, [F, H], matrix([F, H]), () => read(`${p}.mlp.up_proj.weight`));
+      add(`${b}.ffn_down.weight`, [H, F], matrix([H, F]), () => read(`${p}.mlp.down_proj.weight`));
+    }
+  }
+  add('output_norm.weight', [H], 'F32', () => read('model.norm.weight'));
+  if (!cfg.tieWordEmbeddings) add('output.weight', [cfg.vocabSize, H], matrix([cfg.vocabSize, H]), () => read('lm_head.weight'));
+  return plans;
+}
+
+/** Serialize key-value metadata and tensor infos (offsets relative to the data section). */
+function header(kvs: Kv[], infos: { name: string; ne: number[]; type: GgmlTypeName; offset: number }[]): Uint8Array {
+  const parts: Buffer[] = [];
+  const u32 = (v: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(v);
+    parts.push(b);
+  };
+  const u64 = (v: number | bigint) => {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt(v));
+    parts.push(b);
+  };
+  const str = (s: string) => {
+    const b = Buffer.from(s, 'utf8');
+    u64(b.length);
+    parts.push(b);
+  };
+  const value = (t: GgufValueType, v: unknown, et?: GgufValueType) => {
+    const b = Buffer.alloc(8);
+    switch (t) {
+      case GgufValueType.UINT32: return u32(v as number);
+      case GgufValueType.INT32: b.writeInt32LE(v as number); return parts.push(b.subarray(0, 4));
+      case GgufValueType.FLOAT32: b.writeFloatLE(v as number); return parts.push(b.subarray(0, 4));
+      case GgufValueType.BOOL: return parts.push(Buffer.of(v ? 1 : 0));
+      case GgufValueType.STRING: return str(v as string);
+      case GgufValueType.ARRAY: {
+        const arr = v as unknown[];
+        u32(et!);
+        u64(arr.length);
+        for (const x of arr) value(et!, x);
+        return;
+      }
+      default: throw new ExportError(`GGUF writer: value type ${t} not written by skymoe`);
+    }
+  };
+  u32(GGUF_MAGIC);
+  u32(GGUF_VERSION);
+  u64(infos.length);
+  u64(kvs.length);
+  for (const [k, t, v, et] of kvs) {
+    str(k);
+    u32(t);
+    value(t, v, et);
+  }
+  for (const t of infos) {
+    str(t.name);
+    u32(t.ne.length);
+    for (const d of t.ne) u64(d);
+    u32(GGML_TYPES[t.type]);
+    u64(t.offset);
+  }
+  return Buffer.concat(parts);
+}
+
+/**
+ * Write `out` (.gguf) from a Hugging Face model directory with tokenizer.json.
+ * @example await exportGguf('runs/demo/best-model', 'demo.gguf', { type: 'q8_0' });
+ */
+export async function exportGguf(dir: string, out: string, o: GgufExportOptions): Promise<GgufExportResult> {
+  if (!GGUF_OUT_TYPES.includes(o.type)) throw new ExportError(`--type ${String(o.type)}: expected one of ${GGUF_OUT_TYPES.join(', ')}`);
+  const cfg = readConfig(dir);
+  const refusal = ggufRefusal(cfg);
+  if (refusal) throw new ExportError(`${join(dir, 'config.json')}: cannot export to GGUF: ${refusal}`);
+  if (!existsSync(join(dir, 'tokenizer.json'))) throw new ExportError(`${dir}: no tokenizer.json (GGUF carries the tokenizer)`);
+  const tok = await loadTokenizer(dir);
+  if (tok.vocabSize > cfg.vocabSize) throw new ExportError(`${dir}: the tokenizer has ${tok.vocabSize} tokens, the model's vocab_size is ${cfg.vocabSize}`);
+  if (!tok.preTokenizer.isGpt2ByteLevel) throw new ExportError(`${dir}/tokenizer.json: only the GPT-2 byte-level pre-tokenizer maps to a llama.cpp pre-tokenizer here`);
+
+  // The vocabulary padded to vocab_size with unused tokens, as llama.cpp's HF converter does.
+  const tokens: string[] = [], types: number[] = [];
+  for (let id = 0; id < cfg.vocabSize; id++) {
+    const t = id < tok.vocabSize ? tok.idToToken(id) : undefined;
+    tokens.push(t ?? `[PAD${id}]`);
+    types.push(t === undefined ? 5 /* UNUSED */ : tok.isSpecial(id) ? 3 /* CONTROL */ : 1 /* NORMAL */);
+  }
+  const A = 'llama';
+  const kvs: Kv[] = [
+    ['general.architecture', GgufValueType.STRING, A],
+    ['general.name', GgufValueType.STRING, o.name ?? dir.replace(/\/+$/, '').split('/').pop()!],
+    ['general.file_type', GgufValueType.UINT32, FILE_TYPE[o.type]],
+    ['general.alignment', GgufValueType.UINT32, GGUF_DEFAULT_ALIGNMENT],
+    [`${A}.vocab_size`, GgufValueType.UINT32, cfg.vocabSize],
+    [`${A}.context_length`, GgufValueType.UINT32, cfg.maxPositions],
+    [`${A}.embedding_length`, GgufValueType.UINT32, cfg.hiddenSize],
+    [`${A}.block_count`, GgufValueType.UINT32, cfg.numLayers],
+    [`${A}.feed_forward_length`, GgufValueType.UINT32, cfg.intermediateSize],
+    [`${A}.attention.head_count`, GgufValueType.UINT32, cfg.numHeads],
+    [`${A}.attention.head_count_kv`, GgufValueType.UINT32, cfg.numKvHeads],
+    [`${A}.rope.dimension_count`, GgufValueType.UINT32, cfg.headDim],
+    [`${A}.rope.freq_base`, GgufValueType.FLOAT32, cfg.ropeTheta],
+    [`${A}.attention.layer_norm_rms_epsilon`, GgufValueType.FLOAT32, cfg.rmsNormEps],
+    ...(cfg.numExperts > 0
+      ? ([
+          [`${A}.expert_count`, GgufValueType.UINT32, cfg.numExperts],
+          [`${A}.expert_used_count`, GgufValueType.UINT32, cfg.topK],
+        ] as Kv[])
+      : []),
+    ['tokenizer.ggml.model', GgufValueType.STRING, 'gpt2'],
+    ['tokenizer.ggml.pre', GgufValueType.STRING, 'gpt-2'],
+    ['tokenizer.ggml.tokens', GgufValueType.ARRAY, tokens, GgufValueType.STRING],
+    ['tokenizer.ggml.token_type', GgufValueType.ARRAY, types, GgufValueType.INT32],
+    ['tokenizer.ggml.merges', GgufValueType.ARRAY, tok.merges.map(([a, b]) => `${a} ${b}`), GgufValueType.STRING],
+    ['tokenizer.ggml.bos_token_id', GgufValueType.UINT32, cfg.bosTokenId],
+    ['tokenizer.ggml.eos_token_id', GgufValueType.UINT32, cfg.eosTokenId],
+    ['tokenizer.ggml.padding_token_id', GgufValueType.UINT32, cfg.padTokenId],
+    ['tokenizer.ggml.add_bos_token', GgufValueType.BOOL, true],
+    ['tokenizer.ggml.add_eos_token', GgufValueType.BOOL, false],
+  ];
+  if (tok.unkId !== undefined) kvs.push(['tokenizer.ggml.unknown_token_id', GgufValueType.UINT32, tok.unkId]);
+
+  const reader = openCheckpoint(dir);
+  try {
+    // Every tensor the model needs is there with the shape the config says, before writing.
+    for (const spec of parameterSpecs(cfg)) {
+      const files = expertTensorNames(spec.name, cfg.numExperts);
+      const shape = files.length === 1 ? spec.shape : spec.shape.slice(1);
+      for (const f of files) {
+        if (!reader.has(f)) throw new ExportError(`${dir}: missing tensor '${f}'`);
+        const s = reader.info(f).shape;
+        if (s.length !== shape.length || s.some((d, i) => d !== shape[i])) throw new ExportError(`${dir}: tensor '${f}' has shape [${s}], the config needs [${shape}]`);
+      }
+    }
+    const plans = plan(reader, cfg, TYPE_OF[o.type]);
+    const align = (n: number) => Math.ceil(n / GGUF_DEFAULT_ALIGNMENT) * GGUF_DEFAULT_ALIGNMENT;
+    let offset = 0;
+    const infos = plans.map((p) => {
+      const info = { name: p.name, ne: p.ne, type: p.type, offset };
+      offset = align(offset + ggmlBytes(p.type, p.ne.reduce((a, b) => a * b, 1)));
+      return info;
+    });
+    const head = header(kvs, infos);
+    const dataStart = align(head.length);
+    let bytes = 0;
+    writeFileAtomic(out, (fd) => {
+      writeFully(fd, head);
+      writeFully(fd, new Uint8Array(dataStart - head.length));
+      let pos = dataStart;
+      plans.forEach((p, i) => {
+        const data = encode(p.type, p.values());
+        const at = dataStart + infos[i]!.offset;
+        if (at > pos) writeFully(fd, new Uint8Array(at - pos));
+        writeFully(fd, data);
+        pos = at + data.length;
+        o.onProgress?.(i + 1, plans.length);
+      });
+      bytes = pos;
+    });
+    return { tensors: plans.length, bytes };
+  } finally {
+    reader.close();
+  }
+}
