@@ -144,6 +144,14 @@ export class NativeBackend extends HeapBackend {
     return rates.sort((a, b) => a - b)[2]!;
   }
 
+  /**
+   * Memory bandwidth of this backend's threads in GB/s: the median of `passes` stream reads of a
+   * buffer of `bytes` (larger than the last-level cache). The ceiling a decode benchmark divides by.
+   */
+  measureStreamBandwidth(bytes = 2 ** 30, passes = 7): number {
+    return (this.addon.memProbe as (h: AddonHandle, b: number, p: number) => number)(this.handle, bytes, passes);
+  }
+
   override async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "napi_args.h"
 
@@ -191,6 +192,48 @@ static napi_value js_dequantize(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+/*
+ * memProbe(ctx, bytes, passes) -> GB/s: the median rate at which all threads stream-read a buffer of
+ * `bytes` (make it larger than the last-level cache) over `passes` timed passes after one warm-up.
+ */
+static napi_value js_mem_probe(napi_env env, napi_callback_info info) {
+  BEGIN(3)
+  long bytes = I(&a, 1), passes = I(&a, 2);
+  CHECK()
+  if (bytes < 4096 || passes < 1 || passes > 1000) return fail(env, "skymoe native: memProbe(bytes >= 4096, passes in [1, 1000])");
+  long n = (bytes / 4) / 64 * 64;
+  float *buf = NULL;
+  if (posix_memalign((void **)&buf, 2 << 20, (size_t)n * sizeof(float)) != 0) return fail(env, "skymoe native: memProbe: out of memory");
+#ifdef MADV_HUGEPAGE
+  madvise(buf, (size_t)n * sizeof(float), MADV_HUGEPAGE); /* as the heap: the fewest TLB misses, the highest rate */
+#endif
+  for (long i = 0; i < n; i++) buf[i] = 1.0f;
+  volatile double sink = k_stream_read(a.cx, buf, n);
+  double *rates = malloc((size_t)passes * sizeof(double));
+  for (long p = 0; rates && p < passes; p++) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    sink += k_stream_read(a.cx, buf, n);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    rates[p] = (double)n * 4.0 / s / 1e9;
+  }
+  (void)sink;
+  free(buf);
+  if (!rates) return fail(env, "skymoe native: memProbe: out of memory");
+  for (long i = 1; i < passes; i++) /* insertion sort: passes is small */
+    for (long k = i; k > 0 && rates[k - 1] > rates[k]; k--) {
+      double t = rates[k];
+      rates[k] = rates[k - 1];
+      rates[k - 1] = t;
+    }
+  double median = rates[passes / 2];
+  free(rates);
+  napi_value r;
+  napi_create_double(env, median, &r);
+  return r;
+}
+
 void register_weight_functions(napi_env env, napi_value exports) {
   static const struct {
     const char *name;
@@ -198,6 +241,7 @@ void register_weight_functions(napi_env env, napi_value exports) {
   } fns[] = {
       {"mapFile", js_map_file}, {"unmapFile", js_unmap_file}, {"linearW", js_linear_w},
       {"groupedLinearW", js_grouped_linear_w}, {"gatherRowsW", js_gather_rows_w}, {"dequantize", js_dequantize},
+      {"memProbe", js_mem_probe},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

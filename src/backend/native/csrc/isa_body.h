@@ -128,3 +128,21 @@ __attribute__((unused)) static void ISA(store_edge)(const float *t, int nr, floa
   for (int i = 0; i < mv; i++)
     for (int j = 0; j < nv; j++) c[i * ldc + j] = beta == 0.0f ? t[i * nr + j] : t[i * nr + j] + beta * c[i * ldc + j];
 }
+
+static double ISA(stream_sum)(const float *p, long n) {
+  enum { S = 8 };
+  const long part = (n / S) / LANES * LANES;
+  float acc[S][LANES];
+  for (int s = 0; s < S; s++)
+    for (int l = 0; l < LANES; l++) acc[s][l] = 0.0f;
+  for (long i = 0; i < part; i += LANES)
+    for (int s = 0; s < S; s++) {
+      __builtin_prefetch(p + s * part + i + 512, 0, 3);
+      for (int l = 0; l < LANES; l++) acc[s][l] += p[s * part + i + l];
+    }
+  double sum = 0;
+  for (long i = S * part; i < n; i++) sum += p[i];
+  for (int s = 0; s < S; s++)
+    for (int l = 0; l < LANES; l++) sum += acc[s][l];
+  return sum;
+}

@@ -77,7 +77,7 @@ static const isa_t table = {
     .ukernel = ukernel_generic, .gemv_t = ISA(gemv_t), .gemv_n = ISA(gemv_n), .exp_shift_sum = ISA(exp_shift_sum),
     .exp_scale = ISA(exp_scale),
     .row_max = ISA(row_max), .swiglu = ISA(swiglu), .swiglu_bwd = ISA(swiglu_bwd),
-    .fma_probe = fma_probe_generic, .decode_row = ISA(decode_row), .wdot = ISA(wdot_table),
+    .fma_probe = fma_probe_generic, .decode_row = ISA(decode_row), .stream_sum = ISA(stream_sum), .wdot = ISA(wdot_table),
 };
 
 const isa_t *isa_generic(void) { return &table; }

@@ -87,6 +87,9 @@ typedef struct isa {
   /* When set, wdot[WD_F8E4M3] wants each activation row in this order (k floats; the kernel's
      decode order of 64-byte blocks, see isa_avx512.c); NULL: natural order. */
   void (*f8_xperm)(const float *x, float *out, long k);
+  /* Sum of n floats (n a multiple of 64) read as 8 concurrent prefetched streams: the best
+     streaming read rate, the memory-bandwidth probe's loop. */
+  double (*stream_sum)(const float *p, long n);
 } isa_t;
 
 const isa_t *isa_generic(void);
@@ -173,6 +176,8 @@ void k_grouped_linear_w(ctx_t *c, const float *x, const wref_t *ws, float *y, co
                         long n, long k);
 void k_gather_rows_w(ctx_t *c, const wref_t *w, const int32_t *ids, float *out, long count, long cols);
 void k_dequantize_w(ctx_t *c, const wref_t *w, float *out, long rows, long cols);
+/* Read n floats (a multiple of 64) once on every thread of the pool: the memory bandwidth probe. */
+double k_stream_read(ctx_t *c, const float *buf, long n);
 
 /* ------------------------------------------------------------------ everything else (ops.c) */
 void k_fill(ctx_t *c, void *out, long n, double value, int is_int);

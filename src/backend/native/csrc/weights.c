@@ -33,16 +33,24 @@ static void stream_rows(const isa_t *isa, const float *x, long m, long k, const 
     for (long i = 0; i < m; i++) isa->f8_xperm(x + i * k, xs + i * k, k);
     x = xs;
   }
-  for (long j = j0; j < j1; j += 4) {
-    int nr = (int)(j1 - j < 4 ? j1 - j : 4);
+  /* The four rows a wdot call reads at once come from the four quarters of [j0, j1): each quarter
+     is then one sequential stream, in its own pages (four adjacent rows share 4 KiB pages when a
+     row is shorter than a page, and the hardware prefetcher follows them poorly). */
+  const long span = j1 - j0, quarter = (span + 3) / 4;
+  for (long q = 0; q < quarter; q++) {
+    const long j = j0 + q;
+    int nr = 0;
+    long rows[4];
+    for (int r = 0; r < 4; r++)
+      if (j + r * quarter < j1) rows[nr++] = j + r * quarter;
     const uint8_t *wr = w->p + j * ldw;
     float mul[4];
-    for (int r = 0; r < nr; r++) mul[r] = row_mul(w, j + r);
+    for (int r = 0; r < nr; r++) mul[r] = row_mul(w, rows[r]);
     for (long i0 = 0; i0 < m; i0 += 4) {
       int mm = (int)(m - i0 < 4 ? m - i0 : 4);
-      isa->wdot[w->dtype][mm - 1](x + i0 * k, k, wr, ldw, nr, k, acc);
+      isa->wdot[w->dtype][mm - 1](x + i0 * k, k, wr, quarter * ldw, nr, k, acc);
       for (int i = 0; i < mm; i++)
-        for (int r = 0; r < nr; r++) y[(i0 + i) * n + j + r] = acc[i * 4 + r] * mul[r];
+        for (int r = 0; r < nr; r++) y[(i0 + i) * n + rows[r]] = acc[i * 4 + r] * mul[r];
     }
   }
 }
@@ -218,4 +226,30 @@ void k_gather_rows_w(ctx_t *cx, const wref_t *w, const int32_t *ids, float *out,
 void k_dequantize_w(ctx_t *cx, const wref_t *w, float *out, long rows, long cols) {
   rows_job j = {cx, w, NULL, out, rows, cols};
   run_rows(cx, &j);
+}
+
+/* ------------------------------------------------------------------ memory bandwidth probe */
+typedef struct {
+  const isa_t *isa;
+  const float *buf;
+  long n;
+  double sums[256];
+} stream_job;
+
+static void stream_task(void *raw, int tid, int nt) {
+  stream_job *j = raw;
+  long lo, hi;
+  split_range(j->n, 64, tid, nt, &lo, &hi);
+  double s = 0;
+  if (hi > lo) s = j->isa->stream_sum(j->buf + lo, hi - lo);
+  if (tid < 256) j->sums[tid] = s;
+}
+
+/* Read n floats (n a multiple of 64) once on all threads; the sum keeps the reads alive. */
+double k_stream_read(ctx_t *cx, const float *buf, long n) {
+  stream_job j = {cx->isa, buf, n, {0}};
+  pool_run(cx->pool, stream_task, &j);
+  double s = 0;
+  for (int t = 0; t < cx->threads && t < 256; t++) s += j.sums[t];
+  return s;
 }
