@@ -171,14 +171,15 @@ function checks(be: Backend): void {
   }
 }
 
-test('wasm weight kernels match js', async () => {
-  const be = await createWasmBackend({ threads: 2 });
-  try {
-    checks(be);
-  } finally {
-    await be.dispose();
-  }
-});
+for (const threads of [1, 2])
+  test(`wasm weight kernels (SIMD128), ${threads} thread(s), match js`, async () => {
+    const be = await createWasmBackend({ threads });
+    try {
+      checks(be);
+    } finally {
+      await be.dispose();
+    }
+  });
 
 const native = nativeInfo();
 const isas: NativeIsa[] = native.available ? (['generic', 'avx2', 'avx512'] as const).filter((isa) => {

@@ -12,6 +12,7 @@ import { HeapBackend } from '../heap-backend.js';
 import { makeJsKernels } from '../js/kernels.js';
 import { makeGemmKernels } from './gemm.js';
 import { makeOpKernels } from './op-kernels.js';
+import { makeWeightKernels } from './weight-kernels.js';
 import { ThreadPool } from './pool.js';
 import type { KernelRunner } from './runner.js';
 
@@ -42,7 +43,7 @@ export class WasmBackend extends HeapBackend {
     this.runner = pool;
     this.threads = pool.threads;
     this.relaxedSimd = relaxedSimd;
-    this.kernels = { ...makeJsKernels(pool.heap), ...makeGemmKernels(pool), ...makeOpKernels(pool) };
+    this.kernels = { ...makeJsKernels(pool.heap), ...makeGemmKernels(pool), ...makeOpKernels(pool), ...makeWeightKernels(pool) };
   }
 
   describe(): string {

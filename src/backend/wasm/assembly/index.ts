@@ -1,6 +1,7 @@
 // The one wasm module of the wasm backend: every `k_*` export is a kernel (see ../runner.ts).
 export * from './gemm';
 export * from './ops';
+export * from './weights';
 
 /** First byte above the module's static data; the JS heap and control block start above it. */
 export function heap_base(): usize {
