@@ -16,7 +16,7 @@ import { loadModel, loadModelWithReport, saveModel } from '../../src/io/hf.js';
 import { openCheckpoint } from '../../src/io/sharded.js';
 import { openSafetensors } from '../../src/io/safetensors.js';
 import { preset } from '../../src/model/presets.js';
-import { type Param, paramValues, SkyworkMoE } from '../../src/model/skywork-moe.js';
+import { expertValues, type Param, paramValues, SkyworkMoE } from '../../src/model/skywork-moe.js';
 import { quantizeCheckpoint } from '../../src/quant/quantize.js';
 import * as T from '../../src/tensor/index.js';
 import { allBackends, assertCloseToScale, tryCreate } from '../helpers.js';
@@ -130,6 +130,23 @@ test('quantize --to fp8: the Skywork/vLLM layout, and its logits are those of th
     r.close();
     assert.ok(res.bytes < 0.4 * res.sourceBytes, `${res.bytes} of ${res.sourceBytes} bytes`);
     assert.ok(res.tensors.every((t) => t.relRms < (t.dtype === 'BF16' ? 5e-3 : 0.05)), 'quantization errors are E4M3/bf16 sized');
+    // the loaded weights are the stored codes times their scales, decoded independently here
+    const reader = openCheckpoint(out);
+    const dequant = (name: string) => {
+      const v = reader.readF32(name), s = reader.readF32(`${name}_scale`), cols = reader.info(name).shape[1]!;
+      return v.map((x, i) => x * s[s.length === 1 ? 0 : Math.floor(i / cols)]!);
+    };
+    const be0 = new (await import('../../src/backend/js/index.js')).JsBackend();
+    const loaded = loadModel(out, be0, { dtype: 'auto' });
+    assert.deepEqual(Array.from(paramValues(loaded.params.get('model.layers.1.self_attn.v_proj.weight')!)), Array.from(dequant('model.layers.1.self_attn.v_proj.weight')));
+    assert.deepEqual(Array.from(expertValues(loaded.params.get('model.layers.0.block_sparse_moe.experts.w2')!, 3)), Array.from(dequant('model.layers.0.block_sparse_moe.experts.3.w2.weight')));
+    // and close to the original f32 weights (E4M3: ~3% relative)
+    const orig = openCheckpoint(src).readF32('model.layers.1.self_attn.v_proj.weight');
+    const got = paramValues(loaded.params.get('model.layers.1.self_attn.v_proj.weight')!);
+    const err = Math.sqrt(got.reduce((a, v, i) => a + (v - orig[i]!) ** 2, 0) / orig.reduce((a, v) => a + v * v, 0));
+    assert.ok(err < 0.05, `relative error ${err}`);
+    loaded.dispose();
+    reader.close();
     for (const bc of allBackends()) {
       const be = await tryCreate(bc);
       if (!be) continue;
