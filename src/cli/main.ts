@@ -83,7 +83,7 @@ program
   .requiredOption('--model <dir>', 'model directory (F32, F16 or BF16 weights)')
   .addOption(new Option('--to <dtype>', 'target').choices(['fp8', 'bf16']).makeOptionMandatory())
   .requiredOption('--out <dir>', 'output directory')
-  .option('--per-row', 'FP8 with one scale per output row (vLLM channel-wise) instead of per tensor')
+  .option('--per-row', "FP8 with one scale per output row instead of per tensor (read by skymoe; vLLM's fp8 method reads per-tensor scales only)")
   .option('--report', 'print the quantization error of every tensor')
   .action(runQuantize);
 

@@ -19,6 +19,7 @@ import { GGML_TYPES, ggmlBytes, type GgmlTypeName, GGUF_DEFAULT_ALIGNMENT, GGUF_
 import { readConfig } from '../io/hf.js';
 import { expertTensorNames } from '../io/layout.js';
 import { openCheckpoint, type ShardedReader } from '../io/sharded.js';
+import { readRealValues } from '../io/weights.js';
 import { loadTokenizer } from '../io/tokenizer/index.js';
 import { isMoeLayer, type ModelConfig } from '../model/config.js';
 import { parameterSpecs } from '../model/skywork-moe.js';
@@ -90,9 +91,10 @@ function encode(type: GgmlTypeName, v: Float32Array): Uint8Array {
   }
 }
 
-function plan(reader: ShardedReader, cfg: ModelConfig, out: GgmlTypeName): Plan[] {
+function plan(reader: ShardedReader, cfg: ModelConfig, out: GgmlTypeName, where: string): Plan[] {
   const H = cfg.hiddenSize;
-  const read = (n: string) => reader.readF32(n);
+  // the real values: an FP8 checkpoint's weight_scale applied (GGUF stores plain values)
+  const read = (n: string) => readRealValues(reader, n, where).values;
   const matrix = (shape: readonly number[]): GgmlTypeName => (out === 'Q8_0' && shape[shape.length - 1]! % Q8_0_BLOCK !== 0 ? 'F16' : out);
   const plans: Plan[] = [];
   const add = (name: string, shape: readonly number[], type: GgmlTypeName, values: () => Float32Array) => plans.push({ name, ne: [...shape].reverse(), type, values });
@@ -255,7 +257,7 @@ export async function exportGguf(dir: string, out: string, o: GgufExportOptions)
         if (s.length !== shape.length || s.some((d, i) => d !== shape[i])) throw new ExportError(`${dir}: tensor '${f}' has shape [${s}], the config needs [${shape}]`);
       }
     }
-    const plans = plan(reader, cfg, TYPE_OF[o.type]);
+    const plans = plan(reader, cfg, TYPE_OF[o.type], reader.indexPath ?? join(dir, 'model.safetensors'));
     const align = (n: number) => Math.ceil(n / GGUF_DEFAULT_ALIGNMENT) * GGUF_DEFAULT_ALIGNMENT;
     let offset = 0;
     const infos = plans.map((p) => {

@@ -17,7 +17,8 @@ import * as T from '../tensor/index.js';
 import { ExpertWeights, MappedRegion, Weight, WeightDType } from '../tensor/index.js';
 import { DTYPE_BYTES, type StorageDType } from './dtypes.js';
 import { CheckpointError, expertTensorNames } from './layout.js';
-import { openCheckpoint, SINGLE_FILE, type ShardedReader } from './sharded.js';
+import type { TensorReader } from './safetensors.js';
+import { openCheckpoint, SINGLE_FILE } from './sharded.js';
 import { join } from 'node:path';
 
 /** How weights are held after loading. */
@@ -49,10 +50,16 @@ export const IGNORED_TENSORS = /(^|\.)(rotary_emb\.inv_freq|input_scale|act_scal
 
 const STORED: Partial<Record<StorageDType, WeightDType>> = { F32: WeightDType.F32, BF16: WeightDType.BF16, F16: WeightDType.F16, F8_E4M3: WeightDType.F8E4M3 };
 
-/** A tensor's scale (`<name>_scale`, e.g. `...weight_scale`): a scalar, or one per row. */
-function readScale(reader: ShardedReader, name: string, rows: number, where: string): { scale: number; rowScale?: Float32Array; name?: string } {
+/**
+ * A tensor's scale (`<name>_scale`, e.g. `...weight_scale`): a scalar, or one per row. Only FP8
+ * tensors have one: a scale beside any other dtype is refused (applied by one load path and not
+ * another, it would make the model depend on --dtype).
+ */
+export function readScale(reader: TensorReader, name: string, rows: number, where: string): { scale: number; rowScale?: Float32Array; name?: string } {
   const sname = `${name}_scale`;
   if (!reader.has(sname)) return { scale: 1 };
+  const stored = reader.info(name).dtype;
+  if (stored !== 'F8_E4M3') throw new CheckpointError(`tensor '${name}' is ${stored} but has a scale '${sname}' (scales belong to FP8 weights)`, where);
   const v = reader.readF32(sname);
   if (v.length === 1) {
     if (!Number.isFinite(v[0]!) || v[0]! <= 0) throw new CheckpointError(`'${sname}' is ${v[0]}, expected a positive finite scale`, where);
@@ -63,6 +70,20 @@ function readScale(reader: ShardedReader, name: string, rows: number, where: str
     return { scale: 1, rowScale: v, name: sname };
   }
   throw new CheckpointError(`'${sname}' has ${v.length} values, expected 1 (per tensor) or ${rows} (per row)`, where);
+}
+
+/**
+ * The real values of a checkpoint tensor as float32: decoded, with its FP8 scale applied (per
+ * tensor or per row). Every path that decodes weights (the f32 load, the norms and router,
+ * conversions, the GGUF export) goes through this.
+ */
+export function readRealValues(reader: TensorReader, name: string, where: string): { values: Float32Array; scaleName?: string } {
+  const info = reader.info(name);
+  const rows = info.shape[0] ?? 1, cols = info.shape.length > 1 ? info.shape.slice(1).reduce((a, b) => a * b, 1) : 1;
+  const sc = readScale(reader, name, rows, where);
+  const values = reader.readF32(name);
+  if (sc.scale !== 1 || sc.rowScale) for (let i = 0; i < values.length; i++) values[i]! *= sc.scale * (sc.rowScale ? sc.rowScale[Math.floor(i / cols)]! : 1);
+  return { values, scaleName: sc.name };
 }
 
 /**
@@ -92,6 +113,7 @@ export function loadParams(dir: string, cfg: ModelConfig, backend: Backend, opts
   const count = (w: Weight) => {
     if (w.mapped) report.mappedBytes += w.bytes;
     else report.heapBytes += w.bytes;
+    if (w.rowScale) report.heapBytes += 4 * w.rowScale.size; // per-row scales live in the heap
     report.bytesByDtype[w.dtypeName] = (report.bytesByDtype[w.dtypeName] ?? 0) + w.bytes;
   };
 
@@ -103,7 +125,6 @@ export function loadParams(dir: string, cfg: ModelConfig, backend: Backend, opts
     if (stored === undefined) throw new CheckpointError(`tensor '${name}' is ${info.dtype}; weights must be F32, BF16, F16 or F8_E4M3`, where);
     const sc = readScale(reader, name, shape[0]!, where);
     if (sc.name) used.add(sc.name);
-    if (stored !== WeightDType.F8E4M3 && (sc.scale !== 1 || sc.rowScale)) throw new CheckpointError(`tensor '${name}' is ${info.dtype} but has a scale '${name}_scale' (scales belong to FP8 weights)`, where);
     const o = { scale: sc.scale, rowScale: sc.rowScale, name };
     const want = dtype === 'bf16' || (dtype === 'fp8' && keepBf16) ? WeightDType.BF16 : dtype === 'fp8' ? WeightDType.F8E4M3 : stored;
     let w: Weight;
@@ -113,8 +134,7 @@ export function loadParams(dir: string, cfg: ModelConfig, backend: Backend, opts
       w = region ? Weight.mapped(region, loc.offset, stored, shape, o, backend) : Weight.fromBytes(reader.readRaw(name), stored, shape, o, backend);
     } else {
       // convert: the real values (scales applied), then re-encode
-      let values = reader.readF32(name);
-      if (sc.scale !== 1 || sc.rowScale) values = values.map((v, i) => v * sc.scale * (sc.rowScale ? sc.rowScale[Math.floor(i / shape[1]!)]! : 1));
+      const { values } = readRealValues(reader, name, where);
       if (want === WeightDType.BF16) w = Weight.fromBytes(bf16Bytes(values), WeightDType.BF16, shape, { name }, backend);
       else {
         const q = quantizeFp8(values, shape[0]!, shape[1]!);
@@ -146,10 +166,8 @@ export function loadParams(dir: string, cfg: ModelConfig, backend: Backend, opts
         params.set(spec.name, t);
         files.forEach((name, e) => {
           used.add(name);
-          const sc = readScale(reader, name, perFile[0]!, where);
-          if (sc.name) used.add(sc.name);
-          let data = reader.readF32(name);
-          if (sc.scale !== 1 || sc.rowScale) data = data.map((v, j) => v * sc.scale * (sc.rowScale ? sc.rowScale[Math.floor(j / perFile[1]!)]! : 1));
+          const { values: data, scaleName } = readRealValues(reader, name, where);
+          if (scaleName) used.add(scaleName);
           if (files.length === 1) t.assign(data);
           else {
             const v = t.rowsView(e, e + 1);
@@ -188,7 +206,7 @@ export function loadParams(dir: string, cfg: ModelConfig, backend: Backend, opts
   }
 }
 
-/** What loading a checkpoint with dtype 'auto' holds where: matrices (mappable) and the small f32 tensors (heap). */
+/** What loading a checkpoint with dtype 'auto' holds where: matrices (mappable) and the small f32 tensors and row scales (heap). */
 export function loadPlan(dir: string, cfg: ModelConfig): { matrixBytes: number; matrixBytesByDtype: Record<string, number>; smallHeapBytes: number } {
   const reader = openCheckpoint(dir);
   try {
@@ -203,6 +221,9 @@ export function loadPlan(dir: string, cfg: ModelConfig): { matrixBytes: number; 
         else {
           matrixBytes += info.byteLength;
           matrixBytesByDtype[info.dtype] = (matrixBytesByDtype[info.dtype] ?? 0) + info.byteLength;
+          // per-row scales are copied into the heap; a scalar scale is a kernel argument
+          const scale = `${name}_scale`;
+          if (reader.has(scale) && reader.info(scale).byteLength > 4) smallHeapBytes += reader.info(scale).byteLength;
         }
       }
     }

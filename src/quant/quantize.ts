@@ -5,7 +5,8 @@
  * FP8: every projection matrix (attention q/k/v/o, experts w1/w2/w3, dense MLPs) becomes
  * F8_E4M3 with an F32 `weight_scale` (real value = stored x scale): one per tensor, the scale of
  * an expert's w1 and w3 shared (the fused gate/up projection vLLM builds from them needs one); or
- * one per row with `perRow` (vLLM's channel-wise variant, scale shape [rows, 1]). Embeddings, the
+ * one per row with `perRow` (scale shape [rows, 1]: skymoe reads it, but vLLM's "fp8" method reads
+ * only per-tensor scales; its channel-wise FP8 is the compressed-tensors format). Embeddings, the
  * router, norms and lm_head are kept BF16. config.json gains
  * `quantization_config: {quant_method: "fp8", activation_scheme: "dynamic"}`.
  * Tensors are read, converted and written one at a time (a model larger than memory works).
@@ -13,7 +14,9 @@
 import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic, writeFully } from '../io/atomic.js';
-import { CheckpointError } from '../io/layout.js';
+import { readConfig } from '../io/hf.js';
+import { CheckpointError, expertTensorNames } from '../io/layout.js';
+import { parameterSpecs } from '../model/skywork-moe.js';
 import { type TensorToWrite } from '../io/safetensors.js';
 import { openCheckpoint, writeSharded } from '../io/sharded.js';
 import { bf16Bytes, dequantizeFp8, E4M3_MAX, encodeFp8At, quantizationError, quantizeFp8, type QuantizationError } from './fp8.js';
@@ -66,21 +69,39 @@ function amaxOf(v: Float32Array): number {
 export function quantizeCheckpoint(src: string, out: string, o: QuantizeOptions): QuantizeResult {
   if (o.to !== 'fp8' && o.to !== 'bf16') throw new CheckpointError(`--to ${String(o.to)}: expected fp8 or bf16`, src);
   const cfgPath = join(src, 'config.json');
-  if (!existsSync(cfgPath)) throw new CheckpointError('config.json not found (expected a Hugging Face model directory)', src);
+  const model = readConfig(src); // validated, errors name config.json and the field
   const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
-  if (cfg.quantization_config !== undefined) throw new CheckpointError(`already quantized (quantization_config ${JSON.stringify(cfg.quantization_config)}): quantize the original checkpoint`, cfgPath);
+  if (cfg.quantization_config !== undefined && cfg.quantization_config !== null) throw new CheckpointError(`already quantized (quantization_config ${JSON.stringify(cfg.quantization_config)}): quantize the original checkpoint`, cfgPath);
   const reader = openCheckpoint(src);
+  const where = reader.indexPath ?? join(src, 'model.safetensors');
   const tensors: TensorQuantization[] = [];
   try {
+    // every tensor the config needs, at its shape, before anything is written
+    for (const spec of parameterSpecs(model)) {
+      const files = expertTensorNames(spec.name, model.numExperts);
+      const shape = files.length === 1 ? spec.shape : spec.shape.slice(1);
+      for (const f of files) {
+        if (!reader.has(f)) throw new CheckpointError(`missing tensor '${f}' (shape [${shape}]) for this config`, where);
+        const got = reader.info(f).shape;
+        if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) throw new CheckpointError(`tensor '${f}' has shape [${got}], the config needs [${shape}]`, where);
+      }
+    }
     const names = reader.names().filter((n) => !/(^|\.)rotary_emb\.inv_freq$/.test(n));
     for (const n of names) {
       const d = reader.info(n).dtype;
-      if (!['F32', 'F16', 'BF16'].includes(d)) throw new CheckpointError(`tensor '${n}' is ${d}; quantize reads F32, F16 or BF16 checkpoints`, reader.indexPath ?? src);
+      if (!['F32', 'F16', 'BF16'].includes(d)) throw new CheckpointError(`tensor '${n}' is ${d}; quantize reads F32, F16 or BF16 checkpoints`, where);
     }
+    /** The tensor's values, refusing NaN and infinities (they would wreck a tensor's scale and write NaN codes). */
+    const finite = (name: string): Float32Array => {
+      const v = reader.readF32(name);
+      const bad = v.findIndex((x) => !Number.isFinite(x));
+      if (bad >= 0) throw new CheckpointError(`tensor '${name}' has a non-finite value (${v[bad]}) at element ${bad}: not quantized`, where);
+      return v;
+    };
     const sourceBytes = names.reduce((s, n) => s + reader.info(n).byteLength, 0);
     // Expert w1/w3 share a scale: their absolute maxima come first (one extra read of those tensors).
     const amax = new Map<string, number>();
-    if (o.to === 'fp8' && !o.perRow) for (const n of names) if (partnerOf(n)) amax.set(n, amaxOf(reader.readF32(n)));
+    if (o.to === 'fp8' && !o.perRow) for (const n of names) if (partnerOf(n)) amax.set(n, amaxOf(finite(n)));
     const record = (name: string, dtype: string, exact: Float32Array, approx: Float32Array) => {
       if (o.report) tensors.push({ name, dtype, ...quantizationError(exact, approx) });
     };
@@ -96,7 +117,7 @@ export function quantizeCheckpoint(src: string, out: string, o: QuantizeOptions)
         let cached: { codes: Uint8Array; scale: number | Float32Array } | null = null;
         const quantize = () => {
           if (cached) return cached;
-          const v = reader.readF32(name);
+          const v = finite(name);
           const partner = partnerOf(name);
           let q: { codes: Uint8Array; scale: number | Float32Array };
           if (partner && !o.perRow) {
@@ -127,7 +148,7 @@ export function quantizeCheckpoint(src: string, out: string, o: QuantizeOptions)
           dtype: 'BF16',
           shape,
           data: () => {
-            const v = reader.readF32(name);
+            const v = finite(name);
             const b = bf16Bytes(v);
             if (o.report) record(name, 'BF16', v, decodeBf16(new Uint16Array(b.buffer, b.byteOffset, b.length / 2)));
             progress();

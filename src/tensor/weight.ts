@@ -196,6 +196,13 @@ export class ExpertWeights {
     return this.experts[0]!.backend;
   }
 
+  /** The pointer table, after checking that no expert was disposed (the table holds raw pointers). */
+  liveTable(): WeightTable {
+    const gone = this.experts.findIndex((w) => w.isDisposed);
+    if (gone >= 0) throw new TensorError(`use of a disposed expert weight${this.experts[gone]!.name ? ` '${this.experts[gone]!.name}'` : ` (expert ${gone})`}`);
+    return this.table;
+  }
+
   /** All experts stacked as a new f32 tensor [E, rows, cols] (the caller owns it). */
   toTensor(): Tensor {
     const [E, r, c] = this.shape;

@@ -237,3 +237,26 @@ describe('native weight kernels', { skip: native.available ? false : native.reas
     }
   });
 });
+
+test('wasm: per-row scales stored above 2 GiB in the heap are read (the "no row scales" sentinel is not a sign bit)', async () => {
+  const be = await createWasmBackend({ threads: 2 });
+  try {
+    const filler = be.alloc(2 ** 31 + 2 ** 20); // untouched: the heap grows, its pages stay uncommitted
+    const c = makeCase(WeightDType.BF16, 6, 10, 'row');
+    const w = place(be, c.bytes, c.dtype, c.scale, c.rowScale);
+    assert.ok(w.ref.rowScale! >= 2 ** 31, `row scales at ${w.ref.rowScale}`);
+    const x = rand(2 * 10);
+    const xp = f32In(be, x), yp = f32In(be, rand(12));
+    be.kernels.linearW(xp, w.ref, yp, 2, 10, 6);
+    assertCloseToScale(be.readF32(yp, 12), linearOn(ref, c, x, 2, 10, 6), 'linearW with row scales above 2 GiB', 2e-5);
+    const d = f32In(be, rand(60));
+    be.kernels.dequantize(w.ref, d, 6, 10);
+    const dr = ref.alloc(240);
+    const wr = place(ref, c.bytes, c.dtype, c.scale, c.rowScale);
+    ref.kernels.dequantize(wr.ref, dr, 6, 10);
+    assertClose(be.readF32(d, 60), ref.readF32(dr, 60), 'dequantize with row scales above 2 GiB', 1e-6, 0);
+    be.free(filler);
+  } finally {
+    await be.dispose();
+  }
+});

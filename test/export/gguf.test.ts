@@ -166,3 +166,30 @@ test("llama.cpp's greedy continuation of the exported f32 GGUF equals skymoe's f
   assert.deepEqual(theirs.ids, ours);
   await peer.llama.dispose();
 });
+
+test('an FP8 checkpoint exports its real values: the weight_scale applied', async () => {
+  await ready;
+  const { quantizeCheckpoint } = await import('../../src/quant/quantize.js');
+  const { readRealValues } = await import('../../src/io/weights.js');
+  const fp8 = join(work, 'mix-fp8');
+  quantizeCheckpoint(model, fp8, { to: 'fp8' });
+  const file = join(work, 'mix-fp8.gguf');
+  await exportGguf(fp8, file, { type: 'f32' });
+  const g = GgufReader.open(file);
+  const src = openCheckpoint(fp8);
+  try {
+    assert.deepEqual(Array.from(g.readF32('blk.1.attn_v.weight')), Array.from(readRealValues(src, 'model.layers.1.self_attn.v_proj.weight', fp8).values));
+    const E = readConfig(fp8).numExperts;
+    const per = g.tensor('blk.0.ffn_down_exps.weight').ne[0]! * g.tensor('blk.0.ffn_down_exps.weight').ne[1]!;
+    const want = new Float32Array(E * per);
+    for (let e = 0; e < E; e++) want.set(readRealValues(src, `model.layers.0.block_sparse_moe.experts.${e}.w2.weight`, fp8).values, e * per);
+    assert.deepEqual(Array.from(g.readF32('blk.0.ffn_down_exps.weight')), Array.from(want));
+    // and the values are the original weights to E4M3 precision, not raw codes
+    const orig = openCheckpoint(model).readF32('model.layers.1.self_attn.v_proj.weight');
+    const got = g.readF32('blk.1.attn_v.weight');
+    assert.ok(Math.max(...got.map((v, i) => Math.abs(v - orig[i]!))) < 0.1 * Math.max(...orig.map(Math.abs)));
+  } finally {
+    g.close();
+    src.close();
+  }
+});

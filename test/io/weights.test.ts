@@ -202,3 +202,58 @@ test('a corrupt or truncated checkpoint still gets the named error on the mappin
     await be.dispose();
   }
 });
+
+test('review fixes: scales only beside FP8 tensors in every load path; quantize refuses NaN, names a bad config; row scales counted in the heap', async () => {
+  const { JsBackend } = await import('../../src/backend/js/index.js');
+  const be = new JsBackend();
+  // a stray weight_scale beside a BF16 tensor is refused whatever --dtype says
+  const dir = join(work, 'stray-scale');
+  const m = SkyworkMoE.create(preset('tiny'), { seed: 3, backend: be });
+  saveModel(m, dir, { dtype: 'BF16' });
+  const file = join(dir, 'model.safetensors');
+  const r = openSafetensors(file);
+  const tensors = r.names().map((n) => ({ name: n, dtype: r.info(n).dtype, shape: r.info(n).shape, data: r.readRaw(n) }));
+  r.close();
+  const { writeSafetensors } = await import('../../src/io/safetensors.js');
+  writeSafetensors(file, [...tensors, { name: 'model.norm.weight_scale', dtype: 'F32', shape: [], data: Float32Array.of(2) }], { format: 'pt' });
+  for (const dtype of ['auto', 'f32', 'bf16'] as const) assert.throws(() => loadModel(dir, be, { dtype }), /'model\.norm\.weight' is BF16 but has a scale 'model\.norm\.weight_scale'/, dtype);
+  // quantize: NaN refused naming the tensor; config.json errors name the file
+  const nan = join(work, 'nan');
+  const bad = SkyworkMoE.create(preset('tiny'), { seed: 4, backend: be });
+  const q = bad.params.get('model.layers.0.self_attn.q_proj.weight') as T.Tensor;
+  const v = q.toFloat32();
+  v[5] = NaN;
+  q.assign(v);
+  saveModel(bad, nan);
+  assert.throws(() => quantizeCheckpoint(nan, join(work, 'nan-fp8'), { to: 'fp8' }), /tensor 'model\.layers\.0\.self_attn\.q_proj\.weight' has a non-finite value \(NaN\) at element 5/);
+  writeFileSync(join(nan, 'config.json'), '{ "model_type": mixtral');
+  assert.throws(() => quantizeCheckpoint(nan, join(work, 'nan-fp8'), { to: 'fp8' }), /nan\/config\.json: not valid JSON/);
+  // per-row scales live in the heap and are counted there, by the load and by inspect's plan
+  const native = await tryCreate(allBackends().find((b) => b.label === 'native/2')!);
+  if (native) {
+    const pr = join(work, 'fp8-rows');
+    quantizeCheckpoint(join(golden, 'mixtral'), pr, { to: 'fp8', perRow: true });
+    const { model, report } = loadModelWithReport(pr, native, { dtype: 'auto' });
+    // rows of the mixtral fixture per layer: q 32 + k 16 + v 16 + o 32, 4 experts x (w1 40 + w3 40 + w2 32); 2 layers
+    const rowScaleBytes = 4 * 2 * (96 + 4 * 112);
+    const f32Bytes = 4 * (2 * (2 * 32 + 4 * 32) + 32); // norms and routers
+    assert.equal(report.heapBytes, f32Bytes + rowScaleBytes);
+    const { loadPlan } = await import('../../src/io/weights.js');
+    assert.equal(loadPlan(pr, model.config).smallHeapBytes, f32Bytes + rowScaleBytes);
+    model.dispose();
+    await native.dispose();
+  }
+  m.dispose();
+  bad.dispose();
+});
+
+test('an expert weight used after dispose is named, not read from freed memory', async () => {
+  const { JsBackend } = await import('../../src/backend/js/index.js');
+  const be = new JsBackend();
+  T.setBackend(be);
+  const model = loadModel(join(golden, 'mixtral'), be, { dtype: 'auto' });
+  const experts = model.params.get('model.layers.0.block_sparse_moe.experts.w1') as T.ExpertWeights;
+  experts.experts[2]!.dispose();
+  assert.throws(() => T.groupedMatmul(T.zeros([1, 32]), experts, Int32Array.of(0, 0, 0, 1, 1)), /use of a disposed expert weight 'model\.layers\.0\.block_sparse_moe\.experts\.2\.w1\.weight'/);
+  model.dispose();
+});

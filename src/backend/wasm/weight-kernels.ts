@@ -22,6 +22,7 @@ export function makeWeightKernels(runner: KernelRunner): Pick<Kernels, 'linearW'
     if (!Number.isInteger(p) || p < 0 || p >= 2 ** 32) throw new BackendError(`wasm: ${what} pointer ${p} is not in the heap`);
     return p;
   };
+  // 0xffffffff (passed as -1 to an i32 parameter) means no row scales; see NO_ROW_SCALE in assembly/weights.ts
   const rs = (w: WeightRef) => (w.rowScale === null ? -1 : heapPtr(w.rowScale, 'row scale'));
   return {
     linearW(x, w, y, m, k, n) {
@@ -38,10 +39,10 @@ export function makeWeightKernels(runner: KernelRunner): Pick<Kernels, 'linearW'
       const area = runner.scratch(16 * G + offsets.byteLength);
       const table = new DataView(runner.heap.i32.buffer, area, 16 * G);
       ws.refs.forEach((w, g) => {
-        table.setInt32(16 * g, heapPtr(w.ptr, 'weight'), true);
+        table.setUint32(16 * g, heapPtr(w.ptr, 'weight'), true);
         table.setInt32(16 * g + 4, w.dtype, true);
         table.setFloat32(16 * g + 8, w.scale, true);
-        table.setInt32(16 * g + 12, rs(w), true);
+        table.setUint32(16 * g + 12, rs(w) >>> 0, true);
       });
       runner.heap.i32.set(offsets, (area + 16 * G) >>> 2);
       runner.run('grouped_linear_w', [x, area, y, area + 16 * G, G, n, k, s, st]);

@@ -122,7 +122,7 @@ export function groupedMatmul(x: Tensor, w: Tensor | ExpertWeights, offsets: Int
     if (x.backend !== w.backend) throw new TensorError('groupedMatmul: input and expert weights are on different backends');
     checkNoGradThrough('groupedMatmul', x, w);
     const out = empty([N, M], 'f32', x.backend);
-    x.backend.kernels.groupedLinearW(x.ptr, w.table, out.ptr, offs, M, K);
+    x.backend.kernels.groupedLinearW(x.ptr, w.liveTable(), out.ptr, offs, M, K);
     return out;
   }
   checkF32('groupedMatmul', w);

@@ -1,12 +1,15 @@
 // Kernels over weights in their storage dtype (see WeightDType in ../../backend.ts): f32, bf16,
 // f16 and f8_e4m3 rows decoded four at a time in SIMD registers, with a per-tensor scale and
-// optional per-row scales (rowScale < 0: none). With few activation rows each thread streams its
+// optional per-row scales (rowScale == NO_ROW_SCALE: none; any other value is a heap address,
+// which may be anywhere below 4 GiB, so the sentinel is the one value no aligned f32 array has). With few activation rows each thread streams its
 // share of the weight rows once (GEMV-like, bound by memory); with more, blocks of rows are decoded
 // into the thread's scratch and multiplied by the row kernels of gemv.ts.
 // Weight pointers may be unaligned (they point into a checkpoint's bytes copied into the heap).
 import { gemmDotRows } from './gemv';
 import { madd, hsum } from './gemv';
 import { shareEnd, shareStart } from './simd-math';
+
+const NO_ROW_SCALE: usize = 0xffffffff;
 
 const F32: i32 = 0;
 const BF16: i32 = 1;
@@ -64,12 +67,12 @@ function load1(w: usize, dtype: i32, p: i32): f32 {
 }
 
 // @ts-ignore: decorator
-@inline function rowMul(scale: f32, rowScale: isize, r: i32): f32 {
-  return rowScale < 0 ? scale : scale * load<f32>(<usize>rowScale + (<usize>r << 2));
+@inline function rowMul(scale: f32, rowScale: usize, r: i32): f32 {
+  return rowScale == NO_ROW_SCALE ? scale : scale * load<f32>(rowScale + (<usize>r << 2));
 }
 
 /** y[i, j] for x rows [0, m) and weight rows [j0, j1): two weight rows at a time against each x row. */
-function streamRows(x: usize, m: i32, k: i32, w: usize, dtype: i32, scale: f32, rowScale: isize, n: i32, j0: i32, j1: i32, y: usize): void {
+function streamRows(x: usize, m: i32, k: i32, w: usize, dtype: i32, scale: f32, rowScale: usize, n: i32, j0: i32, j1: i32, y: usize): void {
   const ldw = <usize>k * bytesOf(dtype);
   const k4 = k & ~3;
   let j = j0;
@@ -109,7 +112,7 @@ function streamRows(x: usize, m: i32, k: i32, w: usize, dtype: i32, scale: f32, 
 }
 
 /** Decode weight rows [r0, r1) x `mul` into `out` (rows of k floats). */
-function decodeRows(w: usize, dtype: i32, scale: f32, rowScale: isize, k: i32, r0: i32, r1: i32, out: usize): void {
+function decodeRows(w: usize, dtype: i32, scale: f32, rowScale: usize, k: i32, r0: i32, r1: i32, out: usize): void {
   const ldw = <usize>k * bytesOf(dtype);
   const k4 = k & ~3;
   for (let r = r0; r < r1; r++) {
@@ -123,7 +126,7 @@ function decodeRows(w: usize, dtype: i32, scale: f32, rowScale: isize, k: i32, r
 }
 
 /** y [m, n] = x [m, k] @ W^T for weight rows [j0, j1): streaming, or decoded blocks through gemmDotRows. */
-function linearRange(x: usize, m: i32, k: i32, w: usize, dtype: i32, scale: f32, rowScale: isize, n: i32, j0: i32, j1: i32, y: usize, scratch: usize): void {
+function linearRange(x: usize, m: i32, k: i32, w: usize, dtype: i32, scale: f32, rowScale: usize, n: i32, j0: i32, j1: i32, y: usize, scratch: usize): void {
   if (m <= STREAM_ROWS) {
     streamRows(x, m, k, w, dtype, scale, rowScale, n, j0, j1, y);
     return;
@@ -140,7 +143,7 @@ export function k_weights_scratch_bytes(tid: i32, nthreads: i32, k: i32): i32 {
   return BLOCK_ROWS * k * 4;
 }
 
-export function k_linear_w(tid: i32, nthreads: i32, x: usize, w: usize, dtype: i32, scale: f32, rowScale: isize,
+export function k_linear_w(tid: i32, nthreads: i32, x: usize, w: usize, dtype: i32, scale: f32, rowScale: usize,
   y: usize, m: i32, k: i32, n: i32, scratch: usize, scratchStride: i32): void {
   const j0 = shareStart(n, 2, tid, nthreads), j1 = shareEnd(n, 2, tid, nthreads);
   if (j1 > j0) linearRange(x, m, k, w, dtype, scale, rowScale, n, j0, j1, y, scratch + <usize>tid * scratchStride);
@@ -148,7 +151,7 @@ export function k_linear_w(tid: i32, nthreads: i32, x: usize, w: usize, dtype: i
 
 /**
  * Grouped products over row segments (offsets [G + 1] of i32). `table` holds per group
- * [ptr i32, dtype i32, scale f32, rowScale i32 (-1: none)]. Work units are (group, pair of weight
+ * [ptr u32, dtype i32, scale f32, rowScale u32 (NO_ROW_SCALE: none)]. Work units are (group, pair of weight
  * rows) over the groups that own rows, split evenly over threads.
  */
 export function k_grouped_linear_w(tid: i32, nthreads: i32, x: usize, table: usize, y: usize, offsets: usize, G: i32,
@@ -167,7 +170,7 @@ export function k_grouped_linear_w(tid: i32, nthreads: i32, x: usize, table: usi
     const r0 = load<i32>(offsets + (<usize>g << 2)), rows = load<i32>(offsets + (<usize>(g + 1) << 2)) - r0;
     if (rows <= 0) continue;
     const e = table + (<usize>g << 4);
-    const w = <usize>load<i32>(e), dtype = load<i32>(e, 4), scale = load<f32>(e, 8), rs = <isize>load<i32>(e, 12);
+    const w = <usize>load<u32>(e), dtype = load<i32>(e, 4), scale = load<f32>(e, 8), rs = <usize>load<u32>(e, 12);
     const xg = x + (<usize>r0 * k << 2), yg = y + (<usize>r0 * n << 2);
     if (most <= STREAM_ROWS) {
       const a = max(u0 - u, 0), b = min(u1 - u, pairs);
@@ -180,7 +183,7 @@ export function k_grouped_linear_w(tid: i32, nthreads: i32, x: usize, table: usi
   }
 }
 
-export function k_gather_rows_w(tid: i32, nthreads: i32, w: usize, dtype: i32, scale: f32, rowScale: isize, ids: usize,
+export function k_gather_rows_w(tid: i32, nthreads: i32, w: usize, dtype: i32, scale: f32, rowScale: usize, ids: usize,
   out: usize, count: i32, cols: i32): void {
   const i1 = shareEnd(count, 1, tid, nthreads);
   for (let i = shareStart(count, 1, tid, nthreads); i < i1; i++) {
@@ -189,7 +192,7 @@ export function k_gather_rows_w(tid: i32, nthreads: i32, w: usize, dtype: i32, s
   }
 }
 
-export function k_dequantize_w(tid: i32, nthreads: i32, w: usize, dtype: i32, scale: f32, rowScale: isize, out: usize,
+export function k_dequantize_w(tid: i32, nthreads: i32, w: usize, dtype: i32, scale: f32, rowScale: usize, out: usize,
   rows: i32, cols: i32): void {
   const r0 = shareStart(rows, 1, tid, nthreads), r1 = shareEnd(rows, 1, tid, nthreads);
   if (r1 > r0) decodeRows(w, dtype, scale, rowScale, cols, r0, r1, out + (<usize>r0 * cols << 2));
