@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { writeJsonAtomic } from '../io/hf.js';
-import type { BpeTokenizer } from '../io/tokenizer/index.js';
+import type { Tokenizer } from '../io/tokenizer/index.js';
 import { trainBpe } from '../io/tokenizer/index.js';
 import type { SkyworkMoE } from '../model/skywork-moe.js';
 import type { Corpus } from '../train/corpus.js';
@@ -17,7 +17,7 @@ import { type StepMetrics, Trainer, type TrainOptions } from '../train/trainer.j
 export interface Session {
   backend: Backend;
   corpus: Corpus;
-  tokenizer: BpeTokenizer;
+  tokenizer: Tokenizer;
   tokens: Int32Array;
   outDir: string;
   seq: number;

@@ -16,7 +16,7 @@ import type { Backend } from '../backend/backend.js';
 import { fsyncDir } from '../io/atomic.js';
 import { loadModel, saveModel, writeJsonAtomic } from '../io/hf.js';
 import { openSafetensors, writeSafetensors } from '../io/safetensors.js';
-import { type BpeTokenizer, loadTokenizer, saveTokenizer } from '../io/tokenizer/index.js';
+import { type Tokenizer, loadTokenizer, saveTokenizer } from '../io/tokenizer/index.js';
 import type { SkyworkMoE } from '../model/skywork-moe.js';
 import type { AdamW } from './optimizer.js';
 
@@ -47,7 +47,7 @@ export function stepDirName(step: number): string {
 }
 
 /** Write a checkpoint atomically and point latest.json at it; keep the newest `keep`. */
-export async function saveCheckpoint(runDir: string, model: SkyworkMoE, tok: BpeTokenizer, opt: AdamW, state: TrainerState, keep: number): Promise<string> {
+export async function saveCheckpoint(runDir: string, model: SkyworkMoE, tok: Tokenizer, opt: AdamW, state: TrainerState, keep: number): Promise<string> {
   const root = checkpointRoot(runDir);
   mkdirSync(root, { recursive: true });
   const name = stepDirName(state.step);
@@ -84,7 +84,7 @@ function prune(root: string, keep: number, current: string): void {
 export interface LoadedCheckpoint {
   dir: string;
   model: SkyworkMoE;
-  tokenizer: BpeTokenizer;
+  tokenizer: Tokenizer;
   state: TrainerState;
 }
 
@@ -111,7 +111,7 @@ export async function loadCheckpoint(runDir: string, backend: Backend): Promise<
   if (state.version !== STATE_VERSION) throw new CheckpointError(`${statePath}: state version ${state.version}, this skymoe reads ${STATE_VERSION}`);
   if (!Number.isInteger(state.step) || state.step !== latest.step) throw new CheckpointError(`${statePath}: step ${state.step} does not match latest.json (${String(latest.step)})`);
   const model = loadModel(dir, backend);
-  let tokenizer: BpeTokenizer;
+  let tokenizer: Tokenizer;
   try {
     tokenizer = await loadTokenizer(dir);
   } catch (e) {

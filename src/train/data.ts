@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic, writeFully } from '../io/atomic.js';
-import type { BpeTokenizer } from '../io/tokenizer/index.js';
+import type { Tokenizer } from '../io/tokenizer/index.js';
 import { tokenizerToJson } from '../io/tokenizer/index.js';
 import { Rng } from '../tensor/random.js';
 import type { Corpus } from './corpus.js';
@@ -22,7 +22,7 @@ export function cacheDir(): string {
   return process.env.SKYMOE_CACHE ?? join(homedir(), '.cache', 'skymoe');
 }
 
-export function tokenizerHash(tok: BpeTokenizer): string {
+export function tokenizerHash(tok: Tokenizer): string {
   return createHash('sha256').update(JSON.stringify(tokenizerToJson(tok))).digest('hex');
 }
 
@@ -32,7 +32,7 @@ const MAGIC = 0x534b544b; // "SKTK"
  * All documents as one token stream, each document followed by eos. Cached as
  * [magic u32, count u32, tokens i32...]; a damaged cache file is rebuilt, never trusted.
  */
-export function tokenizeCorpus(corpus: Corpus, tok: BpeTokenizer, onProgress?: (done: number, total: number) => void): { tokens: Int32Array; cached: boolean; path: string } {
+export function tokenizeCorpus(corpus: Corpus, tok: Tokenizer, onProgress?: (done: number, total: number) => void): { tokens: Int32Array; cached: boolean; path: string } {
   const key = createHash('sha256').update(corpus.hash).update(tokenizerHash(tok)).digest('hex').slice(0, 24);
   const dir = cacheDir();
   const path = join(dir, `tokens-${key}.bin`);

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { loadModel, writeJsonAtomic } from '../io/hf.js';
-import { type BpeTokenizer, loadTokenizer, trainBpe } from '../io/tokenizer/index.js';
+import { type Tokenizer, loadTokenizer, trainBpe } from '../io/tokenizer/index.js';
 import type { ModelConfig } from '../model/config.js';
 import { preset } from '../model/presets.js';
 import { SkyworkMoE } from '../model/skywork-moe.js';
@@ -69,7 +69,7 @@ function log(msg: string) {
   process.stderr.write(`${msg}\n`);
 }
 
-async function prepareData(src: RunSource, tok: BpeTokenizer, o: TrainOptions) {
+async function prepareData(src: RunSource, tok: Tokenizer, o: TrainOptions) {
   const corpus = loadCorpus(src.corpus);
   const t = tokenizeCorpus(corpus, tok);
   const data = new TokenDataset(t.tokens, o.seq, { valFraction: src.valFraction, seed: o.seed });
@@ -80,7 +80,7 @@ async function prepareData(src: RunSource, tok: BpeTokenizer, o: TrainOptions) {
 export async function startRun(runDir: string, src: RunSource, o: TrainOptions, backend: Backend, hooks: TrainerHooks = {}): Promise<RunHandle> {
   if (existsSync(join(runDir, 'checkpoints', 'latest.json'))) throw new Error(`${runDir} already holds a run with checkpoints: use --resume ${runDir}, or another --out`);
   let model: SkyworkMoE;
-  let tok: BpeTokenizer;
+  let tok: Tokenizer;
   if (src.modelDir) {
     model = loadModel(src.modelDir, backend);
     tok = await loadTokenizer(src.modelDir);

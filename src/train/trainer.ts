@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { BpeTokenizer } from '../io/tokenizer/index.js';
+import type { Tokenizer } from '../io/tokenizer/index.js';
 import type { DropPolicy, RouterStats } from '../model/moe.js';
 import type { SkyworkMoE } from '../model/skywork-moe.js';
 import { isMoeLayer } from '../model/config.js';
@@ -105,7 +105,7 @@ export class Trainer {
 
   constructor(
     readonly model: SkyworkMoE,
-    readonly tokenizer: BpeTokenizer,
+    readonly tokenizer: Tokenizer,
     readonly data: TokenDataset,
     readonly o: TrainOptions,
     readonly runDir: string,

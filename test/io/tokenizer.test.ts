@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import {
   BYTE_TO_CHAR,
-  BpeTokenizer,
+  Tokenizer,
   GPT2_PRE_TOKENIZER,
   PreTokenizer,
   TokenizerError,
@@ -24,7 +24,7 @@ export const CORPUS = [
   '東京は日本の首都です。東京タワー。 naïve café résumé — “quotes” 🐳🐋 whale 🐳 emoji 👩‍👩‍👧 family',
 ].join('\n');
 
-function trained(vocabSize = 600, minFrequency = 2): BpeTokenizer {
+function trained(vocabSize = 600, minFrequency = 2): Tokenizer {
   return trainBpe([CORPUS, CORPUS.toUpperCase()], { vocabSize, minFrequency });
 }
 

@@ -1,14 +1,20 @@
 /**
- * Hugging Face `tokenizer.json` (tokenizers schema "1.0") and `tokenizer_config.json` for
- * byte-level BPE tokenizers: GPT-2, Llama-3, Qwen2 style files and the ones trainBpe makes.
- * Everything else (Unigram / WordPiece models, byte_fallback BPE as in Llama-2, Metaspace
- * pre-tokenizers, truncation/padding) is a TokenizerError naming the file and field.
+ * Hugging Face `tokenizer.json` (tokenizers schema "1.0") and `tokenizer_config.json`: byte-level
+ * BPE (GPT-2, Llama-3, Qwen), SentencePiece-style BPE with byte fallback (Llama-2, Mistral,
+ * Mixtral, Skywork) and Unigram files, with the normalizers, pre-tokenizers, decoders and
+ * post-processors those use. A component outside that set (WordPiece, a Precompiled normalizer,
+ * truncation/padding, ...) is a TokenizerError naming the file and field.
  */
 import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { BpeTokenizer, type AddedToken, type SpecialTokenRoles } from './bpe.js';
+import { BpeModel } from './bpe.js';
+import { parseDecoder } from './decoders.js';
 import { TokenizerError } from './errors.js';
+import { parseNormalizer } from './normalize.js';
 import { parsePreTokenizer, type PreTokenizerSpec } from './pretokenize.js';
+import { tokenizerFromSentencePiece } from './sentencepiece.js';
+import { Tokenizer, type AddedToken, type SpecialTokenRoles, type TokenModel } from './tokenizer.js';
+import { UnigramModel } from './unigram.js';
 
 type Json = Record<string, unknown>;
 
@@ -29,19 +35,14 @@ function isObject(x: unknown): x is Json {
 
 /**
  * Build a tokenizer from parsed tokenizer.json content. `config` is the parsed
- * tokenizer_config.json, which names the bos/eos/pad/unk tokens; without it conventional
- * names (`<s>`, `</s>`, `<|begin_of_text|>`, ...) are looked up.
+ * tokenizer_config.json, which names the bos/eos/pad/unk tokens and carries the chat template;
+ * without it conventional names (`<s>`, `</s>`, `<|begin_of_text|>`, ...) are looked up.
  * @example
  * ```ts
  * const tok = tokenizerFromJson(JSON.parse(readFileSync('tokenizer.json', 'utf8')), 'tokenizer.json');
  * ```
  */
-export function tokenizerFromJson(
-  json: unknown,
-  file = 'tokenizer.json',
-  config?: unknown,
-  configFile = 'tokenizer_config.json',
-): BpeTokenizer {
+export function tokenizerFromJson(json: unknown, file = 'tokenizer.json', config?: unknown, configFile = 'tokenizer_config.json'): Tokenizer {
   const fail = (msg: string, field?: string): never => {
     throw new TokenizerError(msg, file, field);
   };
@@ -50,28 +51,61 @@ export function tokenizerFromJson(
     if (json[key] !== null && json[key] !== undefined) fail('unsupported (must be null)', key);
   }
 
-  const nfc = parseNormalizer(json.normalizer, fail);
-
-  if (json.pre_tokenizer === null || json.pre_tokenizer === undefined) {
-    fail('missing; only byte-level BPE (a ByteLevel pre-tokenizer) is supported', 'pre_tokenizer');
-  }
-  const preTokenizer = parsePreTokenizer(json.pre_tokenizer, 'pre_tokenizer', file);
-  if (!hasByteLevel(preTokenizer)) fail('has no ByteLevel step; only byte-level BPE is supported', 'pre_tokenizer');
-
-  parseDecoder(json.decoder, 'decoder', fail);
+  const normalizer = parseNormalizer(json.normalizer, 'normalizer', file);
+  const preTokenizer = json.pre_tokenizer === null || json.pre_tokenizer === undefined ? null : parsePreTokenizer(json.pre_tokenizer, 'pre_tokenizer', file);
+  const decoder = parseDecoder(json.decoder, 'decoder', file);
   const template = parsePostProcessor(json.post_processor, 'post_processor', fail);
+  const byteLevel = preTokenizer !== null && hasByteLevel(preTokenizer);
+  const model = parseModel(json.model, byteLevel, file, fail);
 
-  const model = json.model;
+  const addedTokens = parseAddedTokens(json.added_tokens, fail);
+  const known = (t: string): boolean => model.vocab.has(t) || addedTokens.some((a) => a.content === t);
+  const roles = config === undefined ? conventionalRoles(known) : parseRoles(config, configFile, known);
+  if (roles.unk === undefined && model instanceof BpeModel && model.unkToken !== null) roles.unk = model.unkToken;
+
+  return new Tokenizer({
+    model,
+    addedTokens,
+    normalizer,
+    preTokenizer,
+    decoder,
+    template,
+    postProcessor: isObject(json.post_processor) ? json.post_processor : null,
+    roles,
+    chatTemplate: config === undefined ? undefined : parseChatTemplate(config, configFile),
+    file,
+  });
+}
+
+function parseModel(model: unknown, byteLevel: boolean, file: string, fail: Fail): TokenModel {
   if (!isObject(model)) return fail('missing or not an object', 'model');
-  if (model.type !== undefined && model.type !== 'BPE') {
-    fail(`unsupported model type ${JSON.stringify(model.type)} (only byte-level "BPE")`, 'model.type');
+  const type = model.type ?? (Array.isArray(model.vocab) ? 'Unigram' : 'merges' in model ? 'BPE' : undefined);
+  if (type === 'Unigram') {
+    if (byteLevel) fail('a Unigram model with a ByteLevel pre-tokenizer is not supported', 'pre_tokenizer');
+    if (!Array.isArray(model.vocab)) return fail('expected an array of [piece, score]', 'model.vocab');
+    const pieces = model.vocab.map((e: unknown, i): [string, number] => {
+      if (Array.isArray(e) && e.length === 2 && typeof e[0] === 'string' && typeof e[1] === 'number') return [e[0], e[1]];
+      return fail(`expected [piece, score], got ${JSON.stringify(e)}`, `model.vocab[${i}]`);
+    });
+    const unkId = model.unk_id ?? null;
+    if (unkId !== null && !Number.isInteger(unkId)) fail('expected an integer or null', 'model.unk_id');
+    if (model.byte_fallback !== undefined && typeof model.byte_fallback !== 'boolean') fail('expected a boolean', 'model.byte_fallback');
+    return new UnigramModel({ pieces, unkId: unkId as number | null, byteFallback: model.byte_fallback === true, file });
   }
-  if (model.byte_fallback === true) fail('unsupported byte_fallback BPE (SentencePiece style, e.g. Llama-2)', 'model.byte_fallback');
-  if (model.dropout !== null && model.dropout !== undefined && model.dropout !== 0) fail('unsupported BPE dropout', 'model.dropout');
-  for (const key of ['continuing_subword_prefix', 'end_of_word_suffix'] as const) {
-    if (model[key] !== null && model[key] !== undefined && model[key] !== '') fail('unsupported (must be null)', `model.${key}`);
+  if (type !== 'BPE') {
+    return fail(`unsupported model type ${JSON.stringify(type)} (supported: "BPE", byte-level or with byte_fallback, and "Unigram")`, 'model.type');
   }
-  if (model.ignore_merges !== undefined && typeof model.ignore_merges !== 'boolean') fail('expected a boolean', 'model.ignore_merges');
+  if (model.dropout !== null && model.dropout !== undefined && model.dropout !== 0) fail('unsupported BPE dropout (encoding would be random)', 'model.dropout');
+  const optString = (key: string): string | null => {
+    const v = model[key];
+    if (v === null || v === undefined) return null;
+    return typeof v === 'string' ? v : fail('expected a string or null', `model.${key}`);
+  };
+  const optBool = (key: string): boolean => {
+    const v = model[key];
+    if (v === null || v === undefined) return false;
+    return typeof v === 'boolean' ? v : fail('expected a boolean', `model.${key}`);
+  };
 
   if (!isObject(model.vocab)) return fail('missing or not an object', 'model.vocab');
   const vocab = new Map<string, number>();
@@ -79,7 +113,6 @@ export function tokenizerFromJson(
     if (typeof id !== 'number') fail(`token ${JSON.stringify(token)} has non-numeric id ${JSON.stringify(id)}`, 'model.vocab');
     vocab.set(token, id as number);
   }
-
   if (!Array.isArray(model.merges)) return fail('missing or not an array', 'model.merges');
   const merges = model.merges.map((m: unknown, i): [string, string] => {
     // Legacy "a b" strings or, since tokenizers 0.20, ["a", "b"] pairs.
@@ -91,20 +124,18 @@ export function tokenizerFromJson(
     }
     return fail(`expected "left right" or ["left", "right"], got ${JSON.stringify(m)}`, `model.merges[${i}]`);
   });
-
-  const addedTokens = parseAddedTokens(json.added_tokens, fail);
-  const known = (t: string): boolean => vocab.has(t) || addedTokens.some((a) => a.content === t);
-  const roles = config === undefined ? conventionalRoles(known) : parseRoles(config, configFile, known);
-
-  return new BpeTokenizer({
+  // Validate the ids before the model indexes by them (duplicates are named by Tokenizer).
+  for (const [token, id] of vocab) if (!Number.isInteger(id) || id < 0) fail(`token ${JSON.stringify(token)} has invalid id ${id}`, 'model.vocab');
+  return new BpeModel({
     vocab,
     merges,
-    addedTokens,
-    preTokenizer,
-    nfc,
-    template,
-    ignoreMerges: model.ignore_merges === true,
-    roles,
+    byteLevel,
+    byteFallback: optBool('byte_fallback'),
+    unkToken: optString('unk_token'),
+    fuseUnk: optBool('fuse_unk'),
+    ignoreMerges: optBool('ignore_merges'),
+    continuingSubwordPrefix: optString('continuing_subword_prefix'),
+    endOfWordSuffix: optString('end_of_word_suffix'),
     file,
   });
 }
@@ -116,32 +147,17 @@ function hasByteLevel(spec: PreTokenizerSpec): boolean {
   return spec.type === 'ByteLevel';
 }
 
-function parseNormalizer(n: unknown, fail: Fail): boolean {
-  if (n === null || n === undefined) return false;
-  if (isObject(n) && n.type === 'NFC') return true;
-  if (isObject(n) && n.type === 'Sequence' && Array.isArray(n.normalizers) && n.normalizers.length === 0) return false;
-  return fail(`unsupported normalizer ${JSON.stringify(isObject(n) ? n.type : n)} (supported: null, NFC)`, 'normalizer.type');
-}
-
-function parseDecoder(d: unknown, field: string, fail: Fail): void {
-  if (d === null || d === undefined) return;
-  if (!isObject(d)) return fail('expected an object', field);
-  if (d.type === 'ByteLevel') return;
-  if (d.type === 'Sequence' && Array.isArray(d.decoders)) {
-    d.decoders.forEach((x, i) => parseDecoder(x, `${field}.decoders[${i}]`, fail));
-    return;
-  }
-  fail(`unsupported decoder type ${JSON.stringify(d.type)} (only ByteLevel)`, `${field}.type`);
-}
+type Template = { prefix: string[]; suffix: string[] };
 
 /** The special tokens a post_processor puts around a single sequence. */
-function parsePostProcessor(p: unknown, field: string, fail: Fail): { prefix: string[]; suffix: string[] } {
+function parsePostProcessor(p: unknown, field: string, fail: Fail): Template {
   const none = { prefix: [], suffix: [] };
   if (p === null || p === undefined) return none;
   if (!isObject(p)) return fail('expected an object', field);
   if (p.type === 'ByteLevel') return none; // offsets only; ids unchanged
-  if (p.type === 'Sequence' && Array.isArray(p.processors)) {
-    const out: { prefix: string[]; suffix: string[] } = { prefix: [], suffix: [] };
+  if (p.type === 'Sequence') {
+    if (!Array.isArray(p.processors)) return fail('expected an array', `${field}.processors`);
+    const out: Template = { prefix: [], suffix: [] };
     p.processors.forEach((x, i) => {
       const t = parsePostProcessor(x, `${field}.processors[${i}]`, fail);
       out.prefix.unshift(...t.prefix);
@@ -149,16 +165,29 @@ function parsePostProcessor(p: unknown, field: string, fail: Fail): { prefix: st
     });
     return out;
   }
+  if (p.type === 'BertProcessing' || p.type === 'RobertaProcessing') {
+    const tok = (key: string): string => {
+      const v = p[key];
+      return Array.isArray(v) && typeof v[0] === 'string' ? v[0] : fail('expected ["token", id]', `${field}.${key}`);
+    };
+    return { prefix: [tok('cls')], suffix: [tok('sep')] };
+  }
   if (p.type !== 'TemplateProcessing') {
-    return fail(`unsupported post-processor type ${JSON.stringify(p.type)} (supported: TemplateProcessing, ByteLevel)`, `${field}.type`);
+    return fail(`unsupported post-processor type ${JSON.stringify(p.type)} (supported: TemplateProcessing, BertProcessing, RobertaProcessing, ByteLevel, Sequence)`, `${field}.type`);
   }
   if (!Array.isArray(p.single)) return fail('expected an array', `${field}.single`);
-  const out: { prefix: string[]; suffix: string[] } = { prefix: [], suffix: [] };
+  const out: Template = { prefix: [], suffix: [] };
   let seenSequence = false;
   p.single.forEach((piece: unknown, i) => {
     const at = `${field}.single[${i}]`;
     if (isObject(piece) && isObject(piece.SpecialToken) && typeof piece.SpecialToken.id === 'string') {
-      (seenSequence ? out.suffix : out.prefix).push(piece.SpecialToken.id);
+      const id = piece.SpecialToken.id;
+      // special_tokens may expand a name into several ids; only the one-token form is supported.
+      const entry = isObject(p.special_tokens) ? p.special_tokens[id] : undefined;
+      if (isObject(entry) && Array.isArray(entry.tokens) && (entry.tokens.length !== 1 || entry.tokens[0] !== id)) {
+        fail(`special token ${JSON.stringify(id)} expands to ${JSON.stringify(entry.tokens)}; only single-token entries are supported`, `${field}.special_tokens`);
+      }
+      (seenSequence ? out.suffix : out.prefix).push(id);
     } else if (isObject(piece) && isObject(piece.Sequence) && piece.Sequence.id === 'A' && !seenSequence) {
       seenSequence = true;
     } else {
@@ -177,11 +206,21 @@ function parseAddedTokens(list: unknown, fail: Fail): AddedToken[] {
     if (!isObject(t)) return fail('expected an object', at);
     if (typeof t.id !== 'number') fail('missing numeric id', `${at}.id`);
     if (typeof t.content !== 'string') fail('missing string content', `${at}.content`);
-    // These change how the token is matched in text (absorbing spaces, word bounds).
-    for (const key of ['lstrip', 'rstrip', 'single_word'] as const) {
-      if (t[key] === true) fail('unsupported (must be false)', `${at}.${key}`);
-    }
-    return { id: t.id as number, content: t.content as string, special: t.special === true };
+    const flag = (key: string): boolean | undefined => {
+      const v = t[key];
+      if (v === undefined || v === null) return undefined;
+      return typeof v === 'boolean' ? v : fail('expected a boolean', `${at}.${key}`);
+    };
+    const special = flag('special') ?? false;
+    return {
+      id: t.id as number,
+      content: t.content as string,
+      special,
+      normalized: flag('normalized') ?? !special,
+      lstrip: flag('lstrip') ?? false,
+      rstrip: flag('rstrip') ?? false,
+      singleWord: flag('single_word') ?? false,
+    };
   });
 }
 
@@ -210,36 +249,54 @@ function parseRoles(config: unknown, file: string, known: (t: string) => boolean
   return roles;
 }
 
-/** The tokenizer.json content of `tok` (HF tokenizers schema 1.0). */
-export function tokenizerToJson(tok: BpeTokenizer): Json {
-  // Added tokens are in the model vocab too, as HF's BPE trainer leaves its special tokens.
-  const vocab: Record<string, number> = {};
-  for (let id = 0; id < tok.vocabSize; id++) {
-    const t = tok.idToToken(id);
-    if (t !== undefined) vocab[t] = id;
+/**
+ * `chat_template` of tokenizer_config.json: one Jinja template, or named ones (a list of
+ * {name, template}, as transformers saves several, e.g. "default" and "tool_use").
+ */
+function parseChatTemplate(config: unknown, file: string): string | Record<string, string> | undefined {
+  if (!isObject(config)) return undefined;
+  const v = config.chat_template;
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string') return v;
+  if (Array.isArray(v)) {
+    const named: Record<string, string> = {};
+    v.forEach((e: unknown, i) => {
+      if (!isObject(e) || typeof e.name !== 'string' || typeof e.template !== 'string') {
+        throw new TokenizerError(`expected {"name": string, "template": string}, got ${JSON.stringify(e)}`, file, `chat_template[${i}]`);
+      }
+      named[e.name] = e.template;
+    });
+    return named;
   }
+  throw new TokenizerError(`expected a string or a list of {name, template}, got ${typeof v}`, file, 'chat_template');
+}
+
+/** The tokenizer.json content of `tok` (HF tokenizers schema 1.0). */
+export function tokenizerToJson(tok: Tokenizer): Json {
   const special =
     (typeId: number) =>
     (content: string): Json => ({ SpecialToken: { id: content, type_id: typeId } });
   const { prefix, suffix } = tok.template;
   const postProcessor =
-    prefix.length + suffix.length === 0
-      ? null
-      : {
-          type: 'TemplateProcessing',
-          single: [...prefix.map(special(0)), { Sequence: { id: 'A', type_id: 0 } }, ...suffix.map(special(0))],
-          pair: [
-            ...prefix.map(special(0)),
-            { Sequence: { id: 'A', type_id: 0 } },
-            ...suffix.map(special(0)),
-            ...prefix.map(special(1)),
-            { Sequence: { id: 'B', type_id: 1 } },
-            ...suffix.map(special(1)),
-          ],
-          special_tokens: Object.fromEntries(
-            [...new Set([...prefix, ...suffix])].map((t) => [t, { id: t, ids: [tok.tokenToId(t)!], tokens: [t] }]),
-          ),
-        };
+    tok.postProcessor !== undefined
+      ? tok.postProcessor
+      : prefix.length + suffix.length === 0
+        ? null
+        : {
+            type: 'TemplateProcessing',
+            single: [...prefix.map(special(0)), { Sequence: { id: 'A', type_id: 0 } }, ...suffix.map(special(0))],
+            pair: [
+              ...prefix.map(special(0)),
+              { Sequence: { id: 'A', type_id: 0 } },
+              ...suffix.map(special(0)),
+              ...prefix.map(special(1)),
+              { Sequence: { id: 'B', type_id: 1 } },
+              ...suffix.map(special(1)),
+            ],
+            special_tokens: Object.fromEntries(
+              [...new Set([...prefix, ...suffix])].map((t) => [t, { id: t, ids: [tok.tokenToId(t)!], tokens: [t] }]),
+            ),
+          };
   return {
     version: '1.0',
     truncation: null,
@@ -247,28 +304,17 @@ export function tokenizerToJson(tok: BpeTokenizer): Json {
     added_tokens: tok.addedTokens.map((t) => ({
       id: t.id,
       content: t.content,
-      single_word: false,
-      lstrip: false,
-      rstrip: false,
-      normalized: false,
+      single_word: t.singleWord ?? false,
+      lstrip: t.lstrip ?? false,
+      rstrip: t.rstrip ?? false,
+      normalized: t.normalized ?? !t.special,
       special: t.special,
     })),
-    normalizer: tok.nfc ? { type: 'NFC' } : null,
+    normalizer: tok.normalizer,
     pre_tokenizer: tok.preTokenizer.spec,
     post_processor: postProcessor,
-    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: {
-      type: 'BPE',
-      dropout: null,
-      unk_token: null,
-      continuing_subword_prefix: null,
-      end_of_word_suffix: null,
-      fuse_unk: false,
-      byte_fallback: false,
-      ...(tok.ignoreMerges ? { ignore_merges: true } : {}),
-      vocab,
-      merges: tok.merges.map(([a, b]) => `${a} ${b}`),
-    },
+    decoder: tok.decoder,
+    model: tok.model.toJson(),
   };
 }
 
@@ -278,7 +324,7 @@ export interface SaveTokenizerOptions {
 }
 
 /** The tokenizer_config.json content of `tok` (read by transformers' AutoTokenizer). */
-export function tokenizerConfigJson(tok: BpeTokenizer, options: SaveTokenizerOptions = {}): Json {
+export function tokenizerConfigJson(tok: Tokenizer, options: SaveTokenizerOptions = {}): Json {
   const { bos, eos, pad, unk } = tok.roles;
   return {
     tokenizer_class: 'PreTrainedTokenizerFast',
@@ -292,6 +338,9 @@ export function tokenizerConfigJson(tok: BpeTokenizer, options: SaveTokenizerOpt
     // Decoding must give back the text exactly; transformers would otherwise drop spaces before
     // punctuation on some versions.
     clean_up_tokenization_spaces: false,
+    ...(tok.chatTemplate === undefined
+      ? {}
+      : { chat_template: typeof tok.chatTemplate === 'string' ? tok.chatTemplate : Object.entries(tok.chatTemplate).map(([name, template]) => ({ name, template })) }),
   };
 }
 
@@ -304,7 +353,7 @@ export function tokenizerConfigJson(tok: BpeTokenizer, options: SaveTokenizerOpt
  * const again = await loadTokenizer('out/tok');
  * ```
  */
-export async function saveTokenizer(dir: string, tok: BpeTokenizer, options: SaveTokenizerOptions = {}): Promise<void> {
+export async function saveTokenizer(dir: string, tok: Tokenizer, options: SaveTokenizerOptions = {}): Promise<void> {
   await mkdir(dir, { recursive: true });
   await writeAtomic(join(dir, 'tokenizer.json'), JSON.stringify(tokenizerToJson(tok), null, 2) + '\n');
   await writeAtomic(join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfigJson(tok, options), null, 2) + '\n');
@@ -322,23 +371,42 @@ async function writeAtomic(path: string, text: string): Promise<void> {
 }
 
 /**
- * Load a tokenizer from a directory (tokenizer.json, plus tokenizer_config.json when present for
- * the bos/eos/pad/unk names) or from a tokenizer.json path (its directory's config is read too).
+ * Load a tokenizer from a directory or a file: `tokenizer.json` (Hugging Face), else
+ * `tokenizer.model` (SentencePiece, converted as transformers does for Llama-family models), plus
+ * `tokenizer_config.json` beside it when present (bos/eos/pad/unk names, the chat template).
  * @example
  * ```ts
  * const tok = await loadTokenizer('models/skywork-tiny');
  * tok.decode(tok.encode('Call me Ishmael.')); // 'Call me Ishmael.'
  * ```
  */
-export async function loadTokenizer(path: string): Promise<BpeTokenizer> {
-  const file = (await stat(path)).isDirectory() ? join(path, 'tokenizer.json') : path;
-  const json = await readJson(file);
+export async function loadTokenizer(path: string): Promise<Tokenizer> {
+  let file = path;
+  const info = await stat(path).catch((e: NodeJS.ErrnoException) => {
+    throw new TokenizerError(e.code === 'ENOENT' ? 'not found' : e.message, path);
+  });
+  if (info.isDirectory()) {
+    file = join(path, 'tokenizer.json');
+    if (!(await exists(file))) {
+      const spm = join(path, 'tokenizer.model');
+      if (!(await exists(spm))) throw new TokenizerError('no tokenizer.json or tokenizer.model in this directory', path);
+      file = spm;
+    }
+  }
   const configFile = join(dirname(file), 'tokenizer_config.json');
   const config = await readJson(configFile).catch((e: unknown) => {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   });
-  return tokenizerFromJson(json, file, config, configFile);
+  if (file.endsWith('.model')) return tokenizerFromSentencePiece(await readFile(file), file, config, configFile);
+  return tokenizerFromJson(await readJson(file), file, config, configFile);
+}
+
+async function exists(p: string): Promise<boolean> {
+  return stat(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function readJson(file: string): Promise<unknown> {

@@ -1,6 +1,7 @@
 /**
- * Byte-level BPE tokenizer: training, encoding, streaming decoding, and Hugging Face
- * tokenizer.json / tokenizer_config.json files.
+ * Tokenizers: byte-level BPE training, Hugging Face tokenizer.json / tokenizer_config.json
+ * files (byte-level BPE, SentencePiece-style BPE with byte fallback, Unigram), SentencePiece
+ * tokenizer.model files, encoding, streaming decoding and chat templates.
  *
  * @example
  * ```ts
@@ -11,14 +12,9 @@
  * ```
  */
 export { BYTE_TO_CHAR, CHAR_TO_BYTE } from './byte-level.js';
-export {
-  BpeTokenizer,
-  type AddedToken,
-  type BpeTokenizerInit,
-  type DecodeOptions,
-  type EncodeOptions,
-  type SpecialTokenRoles,
-} from './bpe.js';
+export { BpeModel, byteFallbackToken, type BpeModelInit } from './bpe.js';
+export { applyChatTemplate, ChatTemplateError, type ChatMessage, type ChatTemplateOptions } from './chat.js';
+export { compileDecoder, parseDecoder, type DecoderSpec } from './decoders.js';
 export { TokenizerError } from './errors.js';
 export {
   loadTokenizer,
@@ -28,6 +24,28 @@ export {
   tokenizerToJson,
   type SaveTokenizerOptions,
 } from './hf-json.js';
-export { GPT2_PATTERN, GPT2_PRE_TOKENIZER, PreTokenizer, type PreTokenizerSpec } from './pretokenize.js';
+export { compileNormalizer, parseNormalizer, type NormalizerSpec } from './normalize.js';
+export { GPT2_PATTERN, GPT2_PRE_TOKENIZER, PreTokenizer, parsePreTokenizer, type PreTokenizerSpec } from './pretokenize.js';
+export {
+  mergesFromPieces,
+  parseSentencePiece,
+  PieceType,
+  sentencePieceToBytes,
+  SpmModelType,
+  tokenizerFromSentencePiece,
+  tokenizerFromSentencePieceModel,
+  type SentencePiece,
+  type SentencePieceModel,
+} from './sentencepiece.js';
 export { StreamDecoder } from './stream.js';
+export {
+  Tokenizer,
+  type AddedToken,
+  type DecodeOptions,
+  type EncodeOptions,
+  type SpecialTokenRoles,
+  type TokenizerInit,
+  type TokenModel,
+} from './tokenizer.js';
 export { SKYWORK_SPECIAL_TOKENS, trainBpe, type SpecialToken, type TrainBpeOptions, type TrainProgress } from './train.js';
+export { UnigramModel, type UnigramModelInit } from './unigram.js';

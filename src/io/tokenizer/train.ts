@@ -6,9 +6,10 @@
  * next best pair.
  */
 import { BYTE_TO_CHAR } from './byte-level.js';
-import { BpeTokenizer, type AddedToken, type SpecialTokenRoles } from './bpe.js';
+import { BpeModel } from './bpe.js';
 import { TokenizerError } from './errors.js';
 import { GPT2_PRE_TOKENIZER, PreTokenizer, type PreTokenizerSpec } from './pretokenize.js';
+import { Tokenizer, type AddedToken, type SpecialTokenRoles } from './tokenizer.js';
 
 export interface SpecialToken {
   content: string;
@@ -63,11 +64,12 @@ const PROGRESS_TEXTS = 1000;
  * tok.encode('lowest'); // fewer ids than bytes
  * ```
  */
-export function trainBpe(texts: Iterable<string>, options: TrainBpeOptions): BpeTokenizer {
+export function trainBpe(texts: Iterable<string>, options: TrainBpeOptions): Tokenizer {
   const target = options.vocabSize;
   const minFrequency = options.minFrequency ?? 2;
   const specials = options.specialTokens ?? SKYWORK_SPECIAL_TOKENS;
   const preSpec = options.preTokenizer ?? GPT2_PRE_TOKENIZER;
+  if (!new PreTokenizer(preSpec).byteLevel) throw new TokenizerError('trainBpe trains byte-level BPE: the pre-tokenizer needs a ByteLevel step');
   const report = options.onProgress ?? (() => {});
   if (!Number.isInteger(target) || target < specials.length + 256) {
     throw new TokenizerError(`vocabSize ${target} must be an integer >= ${specials.length} special + 256 byte tokens`);
@@ -218,7 +220,7 @@ export function trainBpe(texts: Iterable<string>, options: TrainBpeOptions): Bpe
   }
   const vocab = new Map<string, number>();
   tokens.forEach((t, id) => vocab.set(t, id));
-  return new BpeTokenizer({ vocab, merges, addedTokens: added, preTokenizer: preSpec, template, roles });
+  return new Tokenizer({ model: new BpeModel({ vocab, merges, byteLevel: true }), addedTokens: added, preTokenizer: preSpec, template, roles });
 }
 
 /**
