@@ -22,7 +22,7 @@ export async function runGenerate(o: GenerateCliOptions): Promise<void> {
   const be = await useBackend(o);
   const tok = await loadTokenizer(o.model);
   const model = loadForInference(o.model, be, o.dtype);
-  const prompt = [model.config.bosTokenId, ...tok.encode(o.prompt)];
+  const prompt = tok.encodePrompt(o.prompt);
   const stream = tok.decodeStream();
   process.stdout.write(o.prompt);
   const t0 = performance.now();

@@ -17,6 +17,7 @@ import { runReport } from './report.js';
 import { runPlan } from './plan.js';
 import { runQuantize } from './quantize.js';
 import { runExport } from './export.js';
+import { runTokenizerChat, runTokenizerConvert, runTokenizerEncode } from './tokenizer.js';
 
 const program = new Command();
 program.name('skymoe').description('Skywork-MoE in TypeScript: train, upcycle, advise, plan, quantize, export, generate, score, report').version('0.1.0');
@@ -232,6 +233,36 @@ program
   .option('--validate', 'compare the step model with published runs')
   .option('--json', 'print JSON')
   .action(runPlan);
+
+const tokenizer = program
+  .command('tokenizer')
+  .description('tokenizer files: convert a tokenizer.model to tokenizer.json, show an encoding, render a chat template');
+tokenizer
+  .command('convert')
+  .description('write tokenizer.json + tokenizer_config.json (from a tokenizer.model, or re-written)')
+  .argument('<path>', 'a model or tokenizer directory, a tokenizer.json or a tokenizer.model')
+  .requiredOption('--out <dir>', 'output directory')
+  .option('--max-length <n>', 'model_max_length to write (default 4096)', positiveInt)
+  .action(runTokenizerConvert);
+tokenizer
+  .command('encode')
+  .description('the ids and tokens of a text')
+  .argument('<path>', 'a model or tokenizer directory, a tokenizer.json or a tokenizer.model')
+  .requiredOption('--text <text>', 'the text')
+  .option('--special', 'match special-token text (e.g. <|im_start|>) as those tokens')
+  .option('--no-template', "leave out the post-processor's bos/eos")
+  .option('--json', 'print {ids, tokens} as JSON')
+  .action((path: string, o: { text: string; special?: boolean; template: boolean; json?: boolean }) => runTokenizerEncode(path, { ...o, noTemplate: !o.template }));
+tokenizer
+  .command('chat')
+  .description("render a conversation with the tokenizer's chat_template")
+  .argument('<path>', 'a model or tokenizer directory (with tokenizer_config.json)')
+  .requiredOption('--messages <file>', 'a JSON array of {role, content}')
+  .option('--tools <file>', 'a JSON array of tool definitions')
+  .option('--generation-prompt', 'end with an open assistant turn')
+  .option('--template <name>', 'a named template (files with several)')
+  .option('--var <name=value...>', 'more template variables, values as JSON (e.g. enable_thinking=false)')
+  .action(runTokenizerChat);
 
 program.parseAsync().catch((e: unknown) => {
   console.error(`skymoe: ${(e as Error).message}`);

@@ -12,7 +12,7 @@ export async function runScore(o: { model: string; text: string; logits?: string
   const tok = await loadTokenizer(o.model);
   const model = loadForInference(o.model, be, o.dtype);
   const V = model.config.vocabSize;
-  const ids = [model.config.bosTokenId, ...tok.encode(o.text)];
+  const ids = tok.encodePrompt(o.text);
   if (ids.length > model.config.maxPositions) throw new Error(`score: ${ids.length} tokens exceed the model's ${model.config.maxPositions} positions`);
   const logits = T.noGrad(() => T.tidy(() => model.forward(T.tensor(Int32Array.from(ids), [1, ids.length], 'i32', be)).logits.toFloat32()));
   console.log('pos  token               logprob');

@@ -34,7 +34,7 @@ export interface DemoResult {
 }
 
 function sample(s: Session, model: SkyworkMoE, prompt: string, seed: number): string {
-  const ids = [model.config.bosTokenId, ...s.tokenizer.encode(prompt)];
+  const ids = s.tokenizer.encodePrompt(prompt);
   const stream = s.tokenizer.decodeStream();
   let text = prompt;
   for (const t of generateTokens(model, ids, { maxTokens: 40, temperature: 0.8, topP: 0.95, seed })) text += stream.push(t.id);

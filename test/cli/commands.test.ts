@@ -6,7 +6,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,7 +42,7 @@ test('the README and --help list the same commands, and only commands that exist
   for (const v of verbs) assert.ok(commands.includes(v), `--help promises '${v}'`);
   // What is not built is named only under "Not built yet", never as present.
   const present = readme.replace(/## Not built yet[\s\S]*?(?=\n## )/, '');
-  for (const claim of [/OpenAI/i, /\bserver\b/i, /SentencePiece/i, /Qwen3/i]) assert.doesNotMatch(present, claim);
+  for (const claim of [/OpenAI/i, /\bserver\b/i, /Qwen3/i]) assert.doesNotMatch(present, claim);
   for (const c of commands) assert.equal(skymoe(c, '--help').code, 0, `skymoe ${c} --help`);
   fails(['frobnicate'], /unknown command 'frobnicate'/);
 });
@@ -128,4 +128,34 @@ test('plan: a layout on the command line, --validate, and errors naming the flag
   fails(['plan', '--preset', 'skywork-moe-146b', '--gpus', '1536', '--gpu', 'v100'], /--gpu: unknown GPU 'v100'/);
   fails(['plan', '--preset', 'skywork-moe-146b', '--gpu', 'a800-80g'], /--gpus/);
   fails(['plan', '--config', join(work, 'nope.json'), '--gpus', '8', '--gpu', 'h100-sxm'], /nope\.json/);
+});
+
+test('tokenizer: convert a tokenizer.model, encode, render a chat template; bad input is named', () => {
+  const spm = fileURLToPath(new URL('../../../test/fixtures/sentencepiece/bpe_fallback.model', import.meta.url));
+  const out = join(work, 'tok');
+  const r = skymoe('tokenizer', 'convert', spm, '--out', out);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /BPE with byte fallback, 700 tokens/);
+  const json = JSON.parse(readFileSync(join(out, 'tokenizer.json'), 'utf8'));
+  assert.equal(json.model.byte_fallback, true);
+  // The converted tokenizer.json and the .model encode alike.
+  const a = JSON.parse(skymoe('tokenizer', 'encode', spm, '--text', 'Call me Ishmael. 東', '--json').out);
+  const b = JSON.parse(skymoe('tokenizer', 'encode', out, '--text', 'Call me Ishmael. 東', '--json').out);
+  assert.deepEqual(a, b);
+  assert.equal(a.tokens[0], '<s>');
+  assert.ok(a.tokens.includes('<0xE6>'), 'byte fallback for 東');
+  assert.equal(JSON.parse(skymoe('tokenizer', 'encode', spm, '--text', 'hi', '--json', '--no-template').out).tokens[0], '▁hi');
+  // chat: a template from tokenizer_config.json.
+  const cfgPath = join(out, 'tokenizer_config.json');
+  const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
+  writeFileSync(cfgPath, JSON.stringify({ ...cfg, chat_template: '{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}' }));
+  const msgs = join(work, 'messages.json');
+  writeFileSync(msgs, JSON.stringify([{ role: 'user', content: 'Who is Ahab?' }]));
+  assert.equal(skymoe('tokenizer', 'chat', out, '--messages', msgs, '--generation-prompt').out, '<user>Who is Ahab?<assistant>');
+  fails(['tokenizer', 'chat', spm, '--messages', msgs], /has no chat_template/);
+  fails(['tokenizer', 'chat', out, '--messages', join(work, 'nope.json')], /--messages .*nope\.json: not found/);
+  writeFileSync(join(work, 'bad.json'), '{"role": ');
+  fails(['tokenizer', 'chat', out, '--messages', join(work, 'bad.json')], /--messages .*bad\.json: not valid JSON/);
+  fails(['tokenizer', 'encode', join(work, 'missing-dir'), '--text', 'x'], /missing-dir: not found/);
+  fails(['tokenizer', 'encode', work, '--text', 'x'], /no tokenizer\.json or tokenizer\.model in this directory/);
 });

@@ -124,3 +124,15 @@ for (const f of FAMILIES) {
     });
   });
 }
+
+describe('prompts', () => {
+  it('encodePrompt puts bos first exactly once where the family has one (Llama-2, Llama-3), none for Qwen3', () => {
+    const l2 = ours.get('llama2')!.encodePrompt('Call me Ishmael.');
+    assert.equal(l2[0], 1);
+    assert.notEqual(l2[1], 1);
+    const l3 = ours.get('llama3')!.encodePrompt('Call me Ishmael.');
+    assert.deepEqual([l3[0], l3.filter((id) => id === 128000).length], [128000, 1]);
+    const q = ours.get('qwen3')!;
+    assert.deepEqual(q.encodePrompt('Call me Ishmael.'), q.encode('Call me Ishmael.', { addSpecialTokens: false }));
+  });
+});

@@ -241,6 +241,13 @@ function referenceMerges(text: string, maxNew: number): [string, string][] {
 }
 
 describe('special tokens', () => {
+  it('encodePrompt puts bos first once, with or without a bos template', () => {
+    assert.deepEqual(TOK.encodePrompt('Call me'), [1, ...TOK.encode('Call me')]);
+    const withBos = trainBpe([CORPUS], { vocabSize: 400, addBos: true });
+    assert.deepEqual(withBos.encodePrompt('Call me'), withBos.encode('Call me'));
+    assert.equal(withBos.encodePrompt('Call me').filter((id) => id === 1).length, 1);
+  });
+
   it('has Skywork ids by default: pad 0, bos 1, eos 2, unk 3', () => {
     assert.equal(TOK.padId, 0);
     assert.equal(TOK.bosId, 1);

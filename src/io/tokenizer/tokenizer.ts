@@ -272,6 +272,17 @@ export class Tokenizer {
     return out;
   }
 
+  /**
+   * The ids a model reads for a prompt: the text with the tokenizer's own template (Llama-family
+   * files put bos first), or, when the template adds nothing but the tokenizer names a bos token,
+   * bos first (skymoe-trained tokenizers). Tokenizers without a bos token (Qwen) add nothing.
+   */
+  encodePrompt(text: string, options: Pick<EncodeOptions, 'allowSpecial'> = {}): number[] {
+    const ids = this.encode(text, { ...options, addSpecialTokens: true });
+    if (this.prefixIds.length === 0 && this.bosId !== undefined) ids.unshift(this.bosId);
+    return ids;
+  }
+
   /** Invalid UTF-8 (e.g. a multi-byte character cut by the ids' ends) decodes as U+FFFD. */
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
     if (this.decodesByteWise) {
