@@ -148,6 +148,10 @@ describe('tokenizer.model files trained by the sentencepiece library', () => {
     const ids = fb.encode('東', { addSpecialTokens: false });
     assert.deepEqual(ids.slice(-3).map((id) => fb.idToToken(id)), ['<0xE6>', '<0x9D>', '<0xB1>']);
     assert.equal(fb.decode(ids), '東');
+    // Control pieces are in the Unigram vocab with score 0: text spelling them must not become them.
+    const plain = fb.encode('a </s> b <s>', { addSpecialTokens: false });
+    assert.ok(!plain.includes(fb.eosId!) && !plain.includes(fb.bosId!), 'control tokens from plain text');
+    assert.deepEqual(fb.encode('</s>', { allowSpecial: true, addSpecialTokens: false }), [fb.eosId]);
     const unk = tokenizerFromSentencePiece(await readFile(join(FIXTURES, 'unigram_unk.model')));
     const u = unk.encode('東京', { addSpecialTokens: false });
     assert.ok(u.includes(unk.unkId!), 'an unknown run gives <unk>');

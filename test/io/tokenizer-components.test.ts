@@ -169,4 +169,22 @@ describe('added tokens', () => {
     assert.deepEqual(t.encode('czzz', { allowSpecial: true }), [4, 11, 12]);
     assert.deepEqual(t.encode('czz'), [4, 0], 'as plain text: the model (z is unknown, the two fuse)');
   });
+
+  it('normalized added tokens are matched in the normalized text, special ones only with allowSpecial', () => {
+    const vocab = new Map(['<unk>', 'a', 'b', ' '].map((t, i) => [t, i]));
+    const t = new Tokenizer({
+      model: new BpeModel({ vocab, merges: [], byteLevel: false, unkToken: '<unk>', fuseUnk: true }),
+      addedTokens: [
+        { id: 4, content: '<B>', special: true, normalized: true },
+        { id: 5, content: 'AB', special: false, normalized: true },
+      ],
+      normalizer: { type: 'Lowercase' },
+      decoder: null,
+    });
+    // '<B>' normalizes to '<b>', so '<b>' and '<B>' in text both match it, with allowSpecial.
+    assert.deepEqual(t.encode('a<b>', { allowSpecial: true }), [1, 4]);
+    assert.deepEqual(t.encode('a<B>', { allowSpecial: true }), [1, 4]);
+    assert.ok(!t.encode('a<b>').includes(4), 'a special token from plain text');
+    assert.deepEqual(t.encode('xaBy'), [0, 5, 0], 'a plain normalized token matches without allowSpecial');
+  });
 });
