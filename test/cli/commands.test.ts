@@ -70,7 +70,7 @@ test('upcycle: a dense checkpoint becomes an MoE with the dense logits; bad inpu
   fails(['upcycle', '--from', join(work, 'nope'), '--out', join(work, 'x')], /nope\/config\.json: not found/);
   fails(['upcycle', '--from', dense, '--out', join(work, 'x'), '--experts', '0'], /--experts.*expected a positive integer/);
   fails(['upcycle', '--from', dense, '--out', join(work, 'x'), '--experts', '4', '--top-k', '5'], /--top-k must be in \[1, 4\] \(got 5\)/);
-  fails(['upcycle', '--from', moe, '--out', join(work, 'x')], /the source must be a dense Llama-layout model \(got skywork with 4 experts\)/);
+  fails(['upcycle', '--from', moe, '--out', join(work, 'x')], /the source must be a dense model \(Llama, Mistral or Qwen3 layout\), got skywork with 4 experts/);
 });
 
 test('advise: the report rule at its boundaries, and named errors', () => {
