@@ -6,7 +6,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,6 +71,35 @@ test('upcycle: a dense checkpoint becomes an MoE with the dense logits; bad inpu
   fails(['upcycle', '--from', dense, '--out', join(work, 'x'), '--experts', '0'], /--experts.*expected a positive integer/);
   fails(['upcycle', '--from', dense, '--out', join(work, 'x'), '--experts', '4', '--top-k', '5'], /--top-k must be in \[1, 4\] \(got 5\)/);
   fails(['upcycle', '--from', moe, '--out', join(work, 'x')], /the source must be a dense model \(Llama, Mistral or Qwen3 layout\), got skywork with 4 experts/);
+});
+
+const fixtures = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
+
+test('plan --config with the published Qwen3-30B-A3B and OLMoE-1B-7B configs: 30.5B / 3.3B and 6.9B / 1.3B parameters, their Megatron-Core arguments', () => {
+  const qwen = join(fixtures, 'configs/qwen3-30b-a3b.json'), olmoe = join(fixtures, 'configs/olmoe-1b-7b-0924.json');
+  let r = skymoe('plan', '--config', qwen, '--gpus', '16', '--gpu', 'h100-sxm');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /qwen3-30b-a3b\.json: 30\.5B parameters, 3\.\dB active/);
+  for (const flag of ['--ffn-hidden-size 6144', '--kv-channels 128', '--qk-layernorm', '--num-query-groups 4', '--num-experts 128', '--moe-ffn-hidden-size 768', '--moe-router-topk 8', '--rotary-base 1000000']) assert.ok(r.out.includes(`${flag} \\`), flag);
+  assert.doesNotMatch(r.out, /--moe-router-pre-softmax|--moe-layer-freq/);
+  const j = skymoe('plan', '--config', qwen, '--gpus', '16', '--gpu', 'h100-sxm', '--json');
+  const model = JSON.parse(j.out).model as { totalParams: number; activeParams: number };
+  assert.ok(Math.abs(model.totalParams / 30.5e9 - 1) < 0.01 && Math.abs(model.activeParams / 3.3e9 - 1) < 0.02, JSON.stringify(model));
+  r = skymoe('plan', '--config', olmoe, '--gpus', '8', '--gpu', 'h100-sxm', '--json');
+  assert.equal(r.code, 0, r.err);
+  const o = JSON.parse(r.out) as { model: { totalParams: number; activeParams: number }; megatron: { args: [string, string][]; missing: { feature: string }[] } };
+  assert.ok(Math.abs(o.model.totalParams / 6.9e9 - 1) < 0.01 && Math.abs(o.model.activeParams / 1.3e9 - 1) < 0.02, JSON.stringify(o.model));
+  assert.ok(o.megatron.args.some(([f]) => f === '--moe-router-pre-softmax'), 'norm_topk_prob false: softmax before the top-k, no renormalization');
+  assert.ok(!o.megatron.args.some(([f]) => f === '--qk-layernorm'), 'per-head qk-layernorm is not OLMoE\'s norm');
+  assert.ok(o.megatron.missing.some((m) => /OLMoE's q\/k RMSNorm over the whole q and k projections/.test(m.feature)));
+  // a dense layer among the MoE ones: Megatron's layer pattern as a list
+  const mixed = join(work, 'qwen-mixed.json');
+  writeFileSync(mixed, JSON.stringify({ ...JSON.parse(readFileSync(qwen, 'utf8')), num_hidden_layers: 4, mlp_only_layers: [0] }));
+  r = skymoe('plan', '--config', mixed, '--gpus', '8', '--gpu', 'h100-sxm');
+  assert.equal(r.code, 0, r.err);
+  assert.ok(r.out.includes('--moe-layer-freq "[0,1,1,1]"'), r.out);
+  writeFileSync(mixed, JSON.stringify({ ...JSON.parse(readFileSync(qwen, 'utf8')), use_sliding_window: true }));
+  fails(['plan', '--config', mixed, '--gpus', '8', '--gpu', 'h100-sxm'], /qwen-mixed\.json: field 'use_sliding_window': true is not supported by skymoe/);
 });
 
 test('advise: the report rule at its boundaries, and named errors', () => {
