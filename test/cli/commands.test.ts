@@ -75,6 +75,33 @@ test('upcycle: a dense checkpoint becomes an MoE with the dense logits; bad inpu
 
 const fixtures = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
 
+test('upcycle and inspect with the Qwen3 layouts: a Qwen3 model becomes Qwen3-MoE; inspect says q/k norm, which layers are MoE, the widths', () => {
+  const out = join(work, 'qwen3-moe');
+  const r = skymoe('upcycle', '--from', join(fixtures, 'golden/qwen3'), '--out', out, '--experts', '4', '--top-k', '2');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /\(qwen3, .* dense\) -> .*qwen3-moe \(qwen3_moe\): 4 experts top-2, .*logit norm off, top-k weights renormalized/);
+  const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+  assert.deepEqual([cfg.model_type, cfg.num_experts, cfg.norm_topk_prob, cfg.moe_intermediate_size, cfg.head_dim], ['qwen3_moe', 4, true, 48, 12]);
+  let i = skymoe('inspect', out);
+  assert.equal(i.code, 0, i.err);
+  assert.match(i.out, /layout +qwen3_moe \(Qwen3MoeForCausalLM\)/);
+  assert.match(i.out, /q\/k norm per head \(RMSNorm over head dim 12, before RoPE\)/);
+  assert.match(i.out, /MoE layers +2 of 2: every layer/);
+  assert.match(i.out, /expert sim\. +1\.0000 1\.0000/);
+  i = skymoe('inspect', join(fixtures, 'golden/qwen3_moe'));
+  assert.match(i.out, /MoE layers +2 of 3: layers 0, 2 \(dense MLP in 1\)/);
+  assert.match(i.out, /FFN +expert width 24, dense MLP width 40/);
+  i = skymoe('inspect', join(fixtures, 'golden/olmoe'));
+  assert.match(i.out, /q\/k norm over the whole projection \(RMSNorm over q 32 and k 16, before RoPE\)/);
+  assert.match(i.out, /top-k weights not renormalized/);
+  const noNorm = skymoe('upcycle', '--from', join(fixtures, 'golden/qwen3'), '--out', join(work, 'qwen3-moe-nonorm'), '--experts', '4', '--top-k', '2', '--no-norm-topk');
+  assert.equal(noNorm.code, 0, noNorm.err);
+  assert.match(noNorm.err, /without top-k renormalization the upcycled model does not compute the dense model/);
+  assert.equal(JSON.parse(readFileSync(join(work, 'qwen3-moe-nonorm', 'config.json'), 'utf8')).norm_topk_prob, false);
+  fails(['upcycle', '--from', join(fixtures, 'golden/qwen3'), '--out', join(work, 'x'), '--layout', 'skywork', '--no-logits-norm'], /a qwen3 model cannot become a skywork one: the skywork layout has no q\/k norm, this model has a per-head one/);
+  fails(['upcycle', '--from', join(fixtures, 'golden/llama'), '--out', join(work, 'x'), '--layout', 'qwen3_moe'], /a llama model cannot become a qwen3_moe one/);
+});
+
 test('plan --config with the published Qwen3-30B-A3B and OLMoE-1B-7B configs: 30.5B / 3.3B and 6.9B / 1.3B parameters, their Megatron-Core arguments', () => {
   const qwen = join(fixtures, 'configs/qwen3-30b-a3b.json'), olmoe = join(fixtures, 'configs/olmoe-1b-7b-0924.json');
   let r = skymoe('plan', '--config', qwen, '--gpus', '16', '--gpu', 'h100-sxm');
