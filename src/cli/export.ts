@@ -1,4 +1,4 @@
-/** `skymoe export gguf --model DIR --out FILE.gguf --type f32|f16|bf16|q8_0`: a file llama.cpp and Ollama load. */
+/** `skymoe export gguf --model DIR --out FILE.gguf --type f32|f16|bf16|q8_0`: a file llama.cpp and Ollama load (architectures llama, qwen3, qwen3moe, olmoe). */
 import { exportGguf, type GgufOutType } from '../export/gguf.js';
 import { fmtBytes } from './common.js';
 

@@ -139,7 +139,7 @@ program
 
 program
   .command('upcycle')
-  .description('turn a dense Llama-layout checkpoint into a Skywork-MoE one (each expert a copy of the FFN)')
+  .description('turn a dense checkpoint into an MoE one, each expert a copy of the FFN (Llama/Mistral -> Skywork-MoE or Mixtral, Qwen3 -> Qwen3-MoE)')
   .requiredOption('--from <dir>', 'dense model directory')
   .requiredOption('--out <dir>', 'output directory')
   .option('--experts <n>', 'experts per layer', positiveInt, 8)
@@ -148,7 +148,8 @@ program
   .option('--noise <x>', 'relative std of noise added to each expert copy', number, 0)
   .option('--no-logits-norm', 'disable gating logit normalization')
   .option('--gate-norm-std <x>', 'lambda of the logit normalization', number, 1)
-  .addOption(new Option('--layout <layout>', 'output layout').choices(['skywork', 'mixtral']).default('skywork'))
+  .option('--no-norm-topk', 'qwen3_moe: do not renormalize the top-k weights (norm_topk_prob false; the model no longer equals the dense one at step 0)')
+  .addOption(new Option('--layout <layout>', 'output layout (default: qwen3_moe from a Qwen3 model, skywork otherwise)').choices(['skywork', 'mixtral', 'qwen3_moe']))
   .option('--seed <n>', 'router init seed', nonNegInt, 0)
   .addOption(backendOption())
   .addOption(threadsOption())

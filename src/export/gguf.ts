@@ -1,14 +1,20 @@
 /**
- * Export a checkpoint to GGUF for llama.cpp / Ollama (SPEC section 9): architecture `llama`
- * (Mixtral-style MoE uses it too) with the MoE tensors `blk.N.ffn_gate_inp` (router, F32) and the
- * experts stacked into `ffn_gate_exps` / `ffn_up_exps` / `ffn_down_exps` (w1, w3, w2), the
- * byte-level BPE tokenizer (`tokenizer.ggml.model` "gpt2", pre-tokenizer "gpt-2") with its merges
- * and special ids. q_proj and k_proj rows are permuted from the Hugging Face rotate-half order to
- * llama.cpp's interleaved RoPE pairs, as llama.cpp's own HF converter does. Norms and the router
- * stay F32; the other matrices are F32, F16, BF16 or Q8_0.
+ * Export a checkpoint to GGUF for llama.cpp / Ollama (SPEC section 9). Skywork, Mixtral, Llama and
+ * Mistral checkpoints use architecture `llama` (Mixtral-style MoE uses it too); Qwen3, Qwen3-MoE and
+ * OLMoE use llama.cpp's `qwen3`, `qwen3moe` and `olmoe`, with their q/k norms as
+ * `blk.N.attn_q_norm` / `attn_k_norm` (per head for Qwen3, over the projection for OLMoE). MoE
+ * layers have the router `blk.N.ffn_gate_inp` (F32) and the experts stacked into `ffn_gate_exps` /
+ * `ffn_up_exps` / `ffn_down_exps` (gate, up, down projections); the byte-level BPE tokenizer
+ * (`tokenizer.ggml.model` "gpt2", pre-tokenizer "gpt-2") goes with its merges and special ids.
+ * For the `llama` architecture, q_proj and k_proj rows are permuted from the Hugging Face
+ * rotate-half order to llama.cpp's interleaved RoPE pairs, as llama.cpp's own HF converter does;
+ * `qwen3`, `qwen3moe` and `olmoe` use llama.cpp's NeoX RoPE, which is rotate-half: no permutation.
+ * Norms and the router stay F32; the other matrices are F32, F16, BF16 or Q8_0.
  *
  * Refused, never exported as a different model: gating logit normalization (llama.cpp has no
- * equivalent), the 2-layer gate, and models mixing dense and MoE layers.
+ * equivalent), the 2-layer gate, models mixing dense and MoE layers, top-k weights renormalized
+ * where llama.cpp's architecture does not (OLMoE) or not renormalized where it does (Qwen3-MoE),
+ * and OLMoE with grouped-query attention (llama.cpp sizes its k norm by the embedding length).
  * Tensors are read, converted and written one at a time; the file is written atomically.
  */
 import { existsSync } from 'node:fs';
@@ -21,8 +27,8 @@ import { expertTensorNames } from '../io/layout.js';
 import { openCheckpoint, type ShardedReader } from '../io/sharded.js';
 import { readRealValues } from '../io/weights.js';
 import { loadTokenizer } from '../io/tokenizer/index.js';
-import { isMoeLayer, type ModelConfig } from '../model/config.js';
-import { parameterSpecs } from '../model/skywork-moe.js';
+import { isMoeLayer, type Layout, type ModelConfig } from '../model/config.js';
+import { moeParamNames, parameterSpecs } from '../model/skywork-moe.js';
 
 export class ExportError extends Error {
   override name = 'ExportError';
@@ -49,11 +55,34 @@ export interface GgufExportResult {
 
 type Kv = [string, GgufValueType, unknown, GgufValueType?];
 
+/** llama.cpp's architecture for each layout, and whether it uses interleaved (llama) RoPE pairs. */
+const ARCH: Record<Layout, { arch: string; interleavedRope: boolean }> = {
+  skywork: { arch: 'llama', interleavedRope: true },
+  mixtral: { arch: 'llama', interleavedRope: true },
+  llama: { arch: 'llama', interleavedRope: true },
+  mistral: { arch: 'llama', interleavedRope: true },
+  qwen3: { arch: 'qwen3', interleavedRope: false },
+  qwen3_moe: { arch: 'qwen3moe', interleavedRope: false },
+  olmoe: { arch: 'olmoe', interleavedRope: false },
+};
+
+/** The GGUF `general.architecture` of a layout. */
+export function ggufArchitecture(layout: Layout): string {
+  return ARCH[layout].arch;
+}
+
 /** Why a config cannot be exported faithfully, or null. */
 export function ggufRefusal(cfg: ModelConfig): string | null {
+  const arch = ARCH[cfg.layout].arch;
   if (cfg.logitsNorm) return 'the model uses gating logit normalization (moe_use_logits_norm), which GGUF and llama.cpp cannot express: exported, it would compute a different model. Export a model without it (Mixtral layout), or serve it with skymoe';
   if (cfg.twoLayerGate) return 'the model has a 2-layer gate, which llama.cpp cannot express';
-  if (cfg.numExperts > 0 && cfg.moeInterval !== 1) return `moe_expert_interval ${cfg.moeInterval} mixes dense and MoE layers, which llama.cpp's llama architecture cannot express`;
+  if (cfg.numExperts > 0 && cfg.moeInterval !== 1) return `MoE every ${cfg.moeInterval} layers (${cfg.layout === 'qwen3_moe' ? 'decoder_sparse_step' : 'moe_expert_interval'}) mixes dense and MoE layers, which llama.cpp's ${arch} architecture cannot express`;
+  if (cfg.numExperts > 0 && cfg.mlpOnlyLayers.length) return `mlp_only_layers [${cfg.mlpOnlyLayers}] mixes dense and MoE layers, which llama.cpp's ${arch} architecture cannot express`;
+  // llama.cpp's MoE graphs fix the top-k weighting per architecture: llama and qwen3moe renormalize, olmoe does not.
+  if (cfg.numExperts > 0 && cfg.normTopK !== (arch !== 'olmoe')) return `the model ${cfg.normTopK ? 'renormalizes' : 'does not renormalize'} its top-k weights (norm_topk_prob ${cfg.normTopK}), llama.cpp's ${arch} architecture always ${arch === 'olmoe' ? 'leaves them as they are' : 'renormalizes them'}`;
+  // llama.cpp's olmoe loads attn_k_norm with embedding_length weights: the full-projection k norm of an MHA model only
+  if (arch === 'olmoe' && cfg.numKvHeads !== cfg.numHeads) return `the model has ${cfg.numKvHeads} key/value heads for ${cfg.numHeads} query heads; llama.cpp's olmoe architecture expects the k norm over embedding_length (${cfg.hiddenSize}) weights, i.e. no grouped-query attention`;
+  if (cfg.moeIntermediateSize !== cfg.intermediateSize && cfg.numExperts > 0 && arch !== 'qwen3moe') return `the expert width ${cfg.moeIntermediateSize} differs from the MLP width ${cfg.intermediateSize}, which llama.cpp's ${arch} architecture cannot express`;
   return null;
 }
 
@@ -93,6 +122,7 @@ function encode(type: GgmlTypeName, v: Float32Array): Uint8Array {
 
 function plan(reader: ShardedReader, cfg: ModelConfig, out: GgmlTypeName, where: string): Plan[] {
   const H = cfg.hiddenSize;
+  const permute = ARCH[cfg.layout].interleavedRope;
   // the real values: an FP8 checkpoint's weight_scale applied (GGUF stores plain values)
   const read = (n: string) => readRealValues(reader, n, where).values;
   const matrix = (shape: readonly number[]): GgmlTypeName => (out === 'Q8_0' && shape[shape.length - 1]! % Q8_0_BLOCK !== 0 ? 'F16' : out);
@@ -102,20 +132,26 @@ function plan(reader: ShardedReader, cfg: ModelConfig, out: GgmlTypeName, where:
   for (let l = 0; l < cfg.numLayers; l++) {
     const p = `model.layers.${l}`, b = `blk.${l}`;
     const qd = cfg.numHeads * cfg.headDim, kvd = cfg.numKvHeads * cfg.headDim;
+    const rope = (name: string, heads: number) => (permute ? permuteRopeRows(read(name), heads, H) : read(name));
     add(`${b}.attn_norm.weight`, [H], 'F32', () => read(`${p}.input_layernorm.weight`));
-    add(`${b}.attn_q.weight`, [qd, H], matrix([qd, H]), () => permuteRopeRows(read(`${p}.self_attn.q_proj.weight`), cfg.numHeads, H));
-    add(`${b}.attn_k.weight`, [kvd, H], matrix([kvd, H]), () => permuteRopeRows(read(`${p}.self_attn.k_proj.weight`), cfg.numKvHeads, H));
+    add(`${b}.attn_q.weight`, [qd, H], matrix([qd, H]), () => rope(`${p}.self_attn.q_proj.weight`, cfg.numHeads));
+    add(`${b}.attn_k.weight`, [kvd, H], matrix([kvd, H]), () => rope(`${p}.self_attn.k_proj.weight`, cfg.numKvHeads));
     add(`${b}.attn_v.weight`, [kvd, H], matrix([kvd, H]), () => read(`${p}.self_attn.v_proj.weight`));
     add(`${b}.attn_output.weight`, [H, qd], matrix([H, qd]), () => read(`${p}.self_attn.o_proj.weight`));
+    if (cfg.qkNorm !== 'none') {
+      const head = cfg.qkNorm === 'head';
+      add(`${b}.attn_q_norm.weight`, [head ? cfg.headDim : qd], 'F32', () => read(`${p}.self_attn.q_norm.weight`));
+      add(`${b}.attn_k_norm.weight`, [head ? cfg.headDim : kvd], 'F32', () => read(`${p}.self_attn.k_norm.weight`));
+    }
     add(`${b}.ffn_norm.weight`, [H], 'F32', () => read(`${p}.post_attention_layernorm.weight`));
     if (isMoeLayer(cfg, l)) {
-      const m = `${p}.block_sparse_moe`;
-      const E = cfg.numExperts, F = cfg.intermediateSize;
-      add(`${b}.ffn_gate_inp.weight`, [E, H], 'F32', () => read(`${m}.gate.weight`));
-      for (const [w, gg] of [['w1', 'ffn_gate_exps'], ['w3', 'ffn_up_exps'], ['w2', 'ffn_down_exps']] as const) {
-        const shape = w === 'w2' ? [E, H, F] : [E, F, H];
+      const m = moeParamNames(cfg, l);
+      const E = cfg.numExperts, F = cfg.moeIntermediateSize;
+      add(`${b}.ffn_gate_inp.weight`, [E, H], 'F32', () => read(m.gate));
+      for (const [w, gg] of [[m.w1, 'ffn_gate_exps'], [m.w3, 'ffn_up_exps'], [m.w2, 'ffn_down_exps']] as const) {
+        const shape = w === m.w2 ? [E, H, F] : [E, F, H];
         add(`${b}.${gg}.weight`, shape, matrix(shape), () => {
-          const files = expertTensorNames(`${m}.experts.${w}`, E);
+          const files = expertTensorNames(w, E);
           const per = shape[1]! * shape[2]!;
           const v = new Float32Array(E * per);
           files.forEach((f, e) => v.set(read(f), e * per));
@@ -210,7 +246,7 @@ export async function exportGguf(dir: string, out: string, o: GgufExportOptions)
     tokens.push(t ?? `[PAD${id}]`);
     types.push(t === undefined ? 5 /* UNUSED */ : tok.isSpecial(id) ? 3 /* CONTROL */ : 1 /* NORMAL */);
   }
-  const A = 'llama';
+  const A = ARCH[cfg.layout].arch;
   const kvs: Kv[] = [
     ['general.architecture', GgufValueType.STRING, A],
     ['general.name', GgufValueType.STRING, o.name ?? dir.replace(/\/+$/, '').split('/').pop()!],
@@ -223,6 +259,13 @@ export async function exportGguf(dir: string, out: string, o: GgufExportOptions)
     [`${A}.feed_forward_length`, GgufValueType.UINT32, cfg.intermediateSize],
     [`${A}.attention.head_count`, GgufValueType.UINT32, cfg.numHeads],
     [`${A}.attention.head_count_kv`, GgufValueType.UINT32, cfg.numKvHeads],
+    // llama.cpp's default head dim is embedding_length / head_count: say it when it differs (and always for Qwen3, as its converter does)
+    ...(cfg.headDim * cfg.numHeads !== cfg.hiddenSize || A === 'qwen3' || A === 'qwen3moe'
+      ? ([
+          [`${A}.attention.key_length`, GgufValueType.UINT32, cfg.headDim],
+          [`${A}.attention.value_length`, GgufValueType.UINT32, cfg.headDim],
+        ] as Kv[])
+      : []),
     [`${A}.rope.dimension_count`, GgufValueType.UINT32, cfg.headDim],
     [`${A}.rope.freq_base`, GgufValueType.FLOAT32, cfg.ropeTheta],
     [`${A}.attention.layer_norm_rms_epsilon`, GgufValueType.FLOAT32, cfg.rmsNormEps],
@@ -230,6 +273,7 @@ export async function exportGguf(dir: string, out: string, o: GgufExportOptions)
       ? ([
           [`${A}.expert_count`, GgufValueType.UINT32, cfg.numExperts],
           [`${A}.expert_used_count`, GgufValueType.UINT32, cfg.topK],
+          ...(A === 'qwen3moe' ? ([[`${A}.expert_feed_forward_length`, GgufValueType.UINT32, cfg.moeIntermediateSize]] as Kv[]) : []),
         ] as Kv[])
       : []),
     ['tokenizer.ggml.model', GgufValueType.STRING, 'gpt2'],

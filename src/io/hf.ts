@@ -1,13 +1,14 @@
 /**
  * Hugging Face model directories: config.json + safetensors (single or sharded) in the Skywork,
- * Mixtral or Llama layout. Loading is io/weights.ts (stacked f32 experts for training, or the
- * stored per-expert tensors, memory-mapped, for inference); saving splits experts into the
- * per-expert names `...block_sparse_moe.experts.<e>.{w1,w3,w2}.weight`.
+ * Mixtral, Llama, Mistral, Qwen3, Qwen3-MoE or OLMoE layout. Loading is io/weights.ts (stacked f32
+ * experts for training, or the stored per-expert tensors, memory-mapped, for inference); saving
+ * splits experts into the layout's per-expert names (`...block_sparse_moe.experts.<e>.{w1,w3,w2}.weight`,
+ * `...mlp.experts.<e>.{gate,up,down}_proj.weight`).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
-import { ConfigError, configFromHF, configToHF, type ModelConfig } from '../model/config.js';
+import { ConfigError, configFromHF, configToHF, layoutRefusal, type ModelConfig } from '../model/config.js';
 import { expertValues, paramValues, SkyworkMoE } from '../model/skywork-moe.js';
 import * as T from '../tensor/index.js';
 import { writeFileAtomic, writeFully } from './atomic.js';
@@ -56,7 +57,7 @@ export interface SaveOptions {
   dtype?: Extract<StorageDType, 'F32' | 'BF16' | 'F16'>;
   /** Largest shard in bytes (default 5 GB, as Hugging Face). */
   maxShardBytes?: number;
-  /** Save in another layout than the config's (skywork <-> mixtral; both MoE). */
+  /** Save in another layout than the config's, when it can say the same model (skywork <-> mixtral, llama <-> mistral). */
   layout?: ModelConfig['layout'];
 }
 
@@ -77,12 +78,8 @@ export function checkpointTensors(model: SkyworkMoE, dtype: StorageDType = 'F32'
 export function saveModel(model: SkyworkMoE, dir: string, opts: SaveOptions = {}): { files: string[]; bytes: number } {
   const dtype = opts.dtype ?? 'F32';
   const cfg: ModelConfig = { ...model.config, layout: opts.layout ?? model.config.layout };
-  if ((cfg.layout === 'llama') !== (model.config.layout === 'llama')) {
-    throw new ConfigError(`cannot save a ${model.config.layout} model in the ${cfg.layout} layout (MoE and dense layouts differ)`);
-  }
-  if (cfg.layout === 'mixtral' && (cfg.logitsNorm || cfg.twoLayerGate || cfg.moeInterval !== 1)) {
-    throw new ConfigError('cannot save in the Mixtral layout: its config.json has no fields for gating logit normalization, a 2-layer gate or moe_expert_interval, so the model would reload as a different one (use the skywork layout)');
-  }
+  const refusal = layoutRefusal(model.config, cfg.layout);
+  if (refusal) throw new ConfigError(`cannot save this ${model.config.layout} model in the ${cfg.layout} layout: ${refusal}`);
   const tensors = checkpointTensors(model, dtype);
   const r = writeSharded(dir, tensors, { maxShardBytes: opts.maxShardBytes, metadata: { format: 'pt' } });
   const hf = { ...configToHF(cfg), torch_dtype: TORCH_DTYPE[dtype] };

@@ -6,6 +6,8 @@
  * SPEC section 1 (the released weights' forward):
  *   logits = x @ Wg^T;  logits /= std(logits, unbiased) / lambda;  p = softmax(logits)
  *   (w, idx) = topk(p, k);  w /= sum(w);  y = sum_k w_k * W2(silu(W1 x) * W3 x)
+ * Qwen3-MoE and OLMoE renormalize w only with norm_topk_prob (OLMoE-1B-7B: no): y then sums the
+ * gate probabilities of the k experts as they are.
  */
 import * as T from '../tensor/index.js';
 import type { ExpertWeights, Tensor } from '../tensor/index.js';
@@ -162,7 +164,7 @@ export function moeForward(x: Tensor, w: MoeWeights, cfg: ModelConfig, opts: Moe
     experts = top.indices.toArray() as Int32Array;
     weights = top.values;
   }
-  const wNorm = T.div(weights, T.reshape(T.sum(weights), [N, 1])); // (N, k) renormalized over the k
+  const wNorm = cfg.normTopK ? T.div(weights, T.reshape(T.sum(weights), [N, 1])) : weights; // (N, k), renormalized over the k or not
   const selProbs = Float32Array.from(experts, (e, a) => pHost[Math.floor(a / k) * E + e]!);
   const plan = planDispatch(experts, selProbs, N, k, E, opts);
   const M = plan.order.length;

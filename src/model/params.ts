@@ -21,18 +21,26 @@ export function routerParams(c: ModelConfig): number {
   return c.twoLayerGate ? c.hiddenSize * 8 * c.numExperts + 8 * c.numExperts * c.numExperts : c.hiddenSize * c.numExperts;
 }
 
+/** Weights of one layer's q/k norm (Qwen3: D each; OLMoE: the q and k projection widths). */
+export function qkNormParams(c: ModelConfig): number {
+  if (c.qkNorm === 'head') return 2 * c.headDim;
+  if (c.qkNorm === 'full') return (c.numHeads + c.numKvHeads) * c.headDim;
+  return 0;
+}
+
 export function countParams(c: ModelConfig): ParamCount {
-  const H = c.hiddenSize, F = c.intermediateSize;
+  const H = c.hiddenSize;
   const qo = 2 * H * c.numHeads * c.headDim;
   const kv = 2 * H * c.numKvHeads * c.headDim;
-  const mlp = 3 * H * F;
+  const mlp = 3 * H * c.intermediateSize;
+  const expert = 3 * H * c.moeIntermediateSize;
   let attention = 0, experts = 0, activeExperts = 0, router = 0, denseMlp = 0, norms = 0;
   for (let i = 0; i < c.numLayers; i++) {
     attention += qo + kv;
-    norms += 2 * H;
+    norms += 2 * H + qkNormParams(c);
     if (isMoeLayer(c, i)) {
-      experts += c.numExperts * mlp;
-      activeExperts += c.topK * mlp;
+      experts += c.numExperts * expert;
+      activeExperts += c.topK * expert;
       router += routerParams(c);
     } else denseMlp += mlp;
   }

@@ -10,10 +10,14 @@ function moe(o: Partial<ModelConfig> & Pick<ModelConfig, 'vocabSize' | 'hiddenSi
     layout: 'skywork',
     numKvHeads: o.numHeads,
     headDim: o.hiddenSize / o.numHeads,
+    moeIntermediateSize: o.intermediateSize,
     ropeTheta: 10000,
     rmsNormEps: 1e-6,
+    qkNorm: 'none',
     topK: 2,
     moeInterval: 1,
+    mlpOnlyLayers: [],
+    normTopK: true,
     logitsNorm: true,
     gateNormStd: 1,
     twoLayerGate: false,
@@ -51,9 +55,14 @@ const base: Record<string, ModelConfig> = {
   tiny: moe({ vocabSize: 512, hiddenSize: 64, intermediateSize: 128, numLayers: 2, numHeads: 4, maxPositions: 128, numExperts: 4 }),
 };
 
-/** The dense twin of an MoE config: same shapes, one MLP of the expert's width, Llama layout. */
+/**
+ * The dense twin of an MoE config: same shapes, one MLP of the expert's width, in the Llama layout
+ * (Qwen3 for a Qwen3-MoE config: the same per-head q/k norm). OLMoE's full q/k norm has no dense layout.
+ */
 export function denseTwin(c: ModelConfig): ModelConfig {
-  return { ...c, layout: 'llama', numExperts: 0, topK: 0, logitsNorm: false, twoLayerGate: false, moeInterval: 1 };
+  if (c.qkNorm === 'full') throw new ConfigError(`no dense layout has the ${c.layout} layout's full-projection q/k norm`);
+  const F = c.numExperts ? c.moeIntermediateSize : c.intermediateSize;
+  return { ...c, layout: c.qkNorm === 'head' ? 'qwen3' : 'llama', intermediateSize: F, moeIntermediateSize: F, numExperts: 0, topK: 0, logitsNorm: false, twoLayerGate: false, moeInterval: 1, mlpOnlyLayers: [], normTopK: true };
 }
 
 export const PRESETS: Record<string, ModelConfig> = Object.fromEntries(

@@ -1,19 +1,20 @@
 /**
- * The Skywork-MoE model (also Mixtral, and the dense Llama twin), top to bottom:
+ * The Skywork-MoE model (also Mixtral, Qwen3-MoE and OLMoE, and the dense Llama, Mistral and
+ * Qwen3), top to bottom:
  *
  *   h = x + Attn(RMSNorm(x));  y = h + MoE(RMSNorm(h))   (or a dense SwiGLU MLP)
  *   logits = lm_head(RMSNorm(y_L))
  *
- * Parameter names are the Hugging Face names (SPEC section 1), except that each MoE layer's
- * experts are stacked: `...block_sparse_moe.experts.w1` is [E, F, H] (io/ maps the per-expert
- * names at load and save).
+ * Parameter names are the Hugging Face names of the config's layout (SPEC section 1), except that
+ * each MoE layer's experts are stacked: `...block_sparse_moe.experts.w1` (Qwen3-MoE, OLMoE:
+ * `...mlp.experts.gate_proj`) is [E, F, H] (io/ maps the per-expert names at load and save).
  */
 import type { Backend } from '../backend/backend.js';
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
 import type { ExpertWeights, Weight } from '../tensor/index.js';
 import { attentionBlock, type AttentionWeights, type RopeTables } from './attention.js';
-import { isMoeLayer, type ModelConfig, validateConfig } from './config.js';
+import { isMoeLayer, LAYOUTS, type ModelConfig, validateConfig } from './config.js';
 import { KVCache } from './kv-cache.js';
 import { DROPLESS, moeForward, type MoeOptions, type MoeWeights, type RouterStats } from './moe.js';
 
@@ -27,9 +28,29 @@ export interface ParamSpec {
   kind: ParamKind;
 }
 
+/** Internal names of one MoE layer's parameters. */
+export interface MoeParamNames {
+  /** The router, as the file names it (the first layer of a 2-layer gate). */
+  gate: string;
+  gate2?: string;
+  /** The stacked experts (`<block>.experts.<projection>`, [E, rows, cols]): gate (w1), up (w3), down (w2). */
+  w1: string;
+  w3: string;
+  w2: string;
+}
+
+/** The parameter names of layer l's MoE block in the config's layout (block_sparse_moe.{w1,w3,w2} or mlp.{gate,up,down}_proj). */
+export function moeParamNames(c: ModelConfig, l: number): MoeParamNames {
+  const { moeBlock, expertProjections: [g, u, d] } = LAYOUTS[c.layout];
+  const m = `model.layers.${l}.${moeBlock}`;
+  const names: MoeParamNames = { gate: c.twoLayerGate ? `${m}.gate.0.weight` : `${m}.gate.weight`, w1: `${m}.experts.${g}`, w3: `${m}.experts.${u}`, w2: `${m}.experts.${d}` };
+  if (c.twoLayerGate) names.gate2 = `${m}.gate.2.weight`;
+  return names;
+}
+
 /** Every parameter of a config, in checkpoint order, with its shape. */
 export function parameterSpecs(c: ModelConfig): ParamSpec[] {
-  const H = c.hiddenSize, F = c.intermediateSize, E = c.numExperts;
+  const H = c.hiddenSize, F = c.intermediateSize, Fe = c.moeIntermediateSize, E = c.numExperts;
   const qd = c.numHeads * c.headDim, kvd = c.numKvHeads * c.headDim;
   const specs: ParamSpec[] = [{ name: 'model.embed_tokens.weight', shape: [c.vocabSize, H], kind: 'matrix' }];
   for (let l = 0; l < c.numLayers; l++) {
@@ -40,17 +61,23 @@ export function parameterSpecs(c: ModelConfig): ParamSpec[] {
       { name: `${p}.self_attn.k_proj.weight`, shape: [kvd, H], kind: 'matrix' },
       { name: `${p}.self_attn.v_proj.weight`, shape: [kvd, H], kind: 'matrix' },
       { name: `${p}.self_attn.o_proj.weight`, shape: [H, qd], kind: 'matrix' },
-      { name: `${p}.post_attention_layernorm.weight`, shape: [H], kind: 'norm' },
     );
-    if (isMoeLayer(c, l)) {
-      const m = `${p}.block_sparse_moe`;
-      if (c.twoLayerGate) {
-        specs.push({ name: `${m}.gate.0.weight`, shape: [8 * E, H], kind: 'matrix' }, { name: `${m}.gate.2.weight`, shape: [E, 8 * E], kind: 'matrix' });
-      } else specs.push({ name: `${m}.gate.weight`, shape: [E, H], kind: 'matrix' });
+    // Qwen3: one weight over the head dim, shared by the heads; OLMoE: one over the whole projection.
+    if (c.qkNorm !== 'none') {
       specs.push(
-        { name: `${m}.experts.w1`, shape: [E, F, H], kind: 'matrix' },
-        { name: `${m}.experts.w3`, shape: [E, F, H], kind: 'matrix' },
-        { name: `${m}.experts.w2`, shape: [E, H, F], kind: 'matrix' },
+        { name: `${p}.self_attn.q_norm.weight`, shape: [c.qkNorm === 'head' ? c.headDim : qd], kind: 'norm' },
+        { name: `${p}.self_attn.k_norm.weight`, shape: [c.qkNorm === 'head' ? c.headDim : kvd], kind: 'norm' },
+      );
+    }
+    specs.push({ name: `${p}.post_attention_layernorm.weight`, shape: [H], kind: 'norm' });
+    if (isMoeLayer(c, l)) {
+      const m = moeParamNames(c, l);
+      if (m.gate2) specs.push({ name: m.gate, shape: [8 * E, H], kind: 'matrix' }, { name: m.gate2, shape: [E, 8 * E], kind: 'matrix' });
+      else specs.push({ name: m.gate, shape: [E, H], kind: 'matrix' });
+      specs.push(
+        { name: m.w1, shape: [E, Fe, H], kind: 'matrix' },
+        { name: m.w3, shape: [E, Fe, H], kind: 'matrix' },
+        { name: m.w2, shape: [E, H, Fe], kind: 'matrix' },
       );
     } else {
       specs.push(
@@ -179,15 +206,14 @@ export class SkyworkMoE {
         moe: null,
         mlp: null,
       };
+      if (config.qkNorm !== 'none') {
+        layer.attention.qNorm = tensor(`${a}.q_norm.weight`);
+        layer.attention.kNorm = tensor(`${a}.k_norm.weight`);
+      }
       if (isMoeLayer(config, l)) {
-        const m = `${pre}.block_sparse_moe`;
-        layer.moe = {
-          gate: tensor(config.twoLayerGate ? `${m}.gate.0.weight` : `${m}.gate.weight`),
-          w1: experts(`${m}.experts.w1`),
-          w3: experts(`${m}.experts.w3`),
-          w2: experts(`${m}.experts.w2`),
-        };
-        if (config.twoLayerGate) layer.moe.gate2 = tensor(`${m}.gate.2.weight`);
+        const m = moeParamNames(config, l);
+        layer.moe = { gate: tensor(m.gate), w1: experts(m.w1), w3: experts(m.w3), w2: experts(m.w2) };
+        if (m.gate2) layer.moe.gate2 = tensor(m.gate2);
       } else {
         const m = `${pre}.mlp`;
         layer.mlp = { gate: matrix(`${m}.gate_proj.weight`), up: matrix(`${m}.up_proj.weight`), down: matrix(`${m}.down_proj.weight`) };

@@ -4,7 +4,7 @@
  *
  * FP8: every projection matrix (attention q/k/v/o, experts w1/w2/w3, dense MLPs) becomes
  * F8_E4M3 with an F32 `weight_scale` (real value = stored x scale): one per tensor, the scale of
- * an expert's w1 and w3 shared (the fused gate/up projection vLLM builds from them needs one); or
+ * an expert's w1 and w3 (gate_proj and up_proj) shared (the fused gate/up projection vLLM builds from them needs one); or
  * one per row with `perRow` (scale shape [rows, 1]: skymoe reads it, but vLLM's "fp8" method reads
  * only per-tensor scales; its channel-wise FP8 is the compressed-tensors format). Embeddings, the
  * router, norms and lm_head are kept BF16. config.json gains
@@ -54,10 +54,11 @@ export function isFp8Target(name: string, shape: readonly number[]): boolean {
   return /\.weight$/.test(name);
 }
 
-/** The partner whose scale an expert's w1 or w3 shares. */
+/** The partner whose scale an expert's gate (w1, gate_proj) or up (w3, up_proj) projection shares. */
+const PARTNER: Record<string, string> = { w1: 'w3', w3: 'w1', gate_proj: 'up_proj', up_proj: 'gate_proj' };
 function partnerOf(name: string): string | null {
-  const m = /^(.*\.experts\.\d+\.)(w1|w3)\.weight$/.exec(name);
-  return m ? `${m[1]}${m[2] === 'w1' ? 'w3' : 'w1'}.weight` : null;
+  const m = /^(.*\.experts\.\d+\.)(w1|w3|gate_proj|up_proj)\.weight$/.exec(name);
+  return m ? `${m[1]}${PARTNER[m[2]!]}.weight` : null;
 }
 
 function amaxOf(v: Float32Array): number {

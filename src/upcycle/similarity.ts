@@ -1,10 +1,10 @@
 /**
  * Expert similarity: the mean pairwise cosine similarity of the experts' weights in one MoE
- * layer (each expert's w1, w3 and w2 flattened into one vector). 1 right after upcycling (every
+ * layer (each expert's gate, up and down projections flattened into one vector). 1 right after upcycling (every
  * expert a copy); the report (section 3.2) watches it fall as experts specialize.
  */
 import { isMoeLayer } from '../model/config.js';
-import { paramValues, type SkyworkMoE } from '../model/skywork-moe.js';
+import { moeParamNames, paramValues, type SkyworkMoE } from '../model/skywork-moe.js';
 
 /** Per MoE layer (in layer order): mean over expert pairs of cos(w_i, w_j). */
 export function expertSimilarity(model: SkyworkMoE): number[] {
@@ -13,7 +13,8 @@ export function expertSimilarity(model: SkyworkMoE): number[] {
   for (let l = 0; l < c.numLayers; l++) {
     if (!isMoeLayer(c, l)) continue;
     const E = c.numExperts;
-    const parts = ['w1', 'w3', 'w2'].map((w) => paramValues(model.params.get(`model.layers.${l}.block_sparse_moe.experts.${w}`)!));
+    const m = moeParamNames(c, l);
+    const parts = [m.w1, m.w3, m.w2].map((name) => paramValues(model.params.get(name)!));
     const per = parts.map((p) => p.length / E);
     const dot = Array.from({ length: E }, () => new Float64Array(E));
     for (let pi = 0; pi < parts.length; pi++) {

@@ -41,8 +41,16 @@ test('the README and --help list the same commands, and only commands that exist
   const verbs = /Skywork-MoE in TypeScript: ([\s\S]*?)\n\n/.exec(skymoe('--help').out)![1]!.replace(/\s+/g, ' ').trim().split(/, /);
   for (const v of verbs) assert.ok(commands.includes(v), `--help promises '${v}'`);
   // What is not built is named only under "Not built yet", never as present.
-  const present = readme.replace(/## Not built yet[\s\S]*?(?=\n## )/, '');
-  for (const claim of [/OpenAI/i, /\bserver\b/i, /Qwen3/i]) assert.doesNotMatch(present, claim);
+  const notBuilt = /## Not built yet[\s\S]*?(?=\n## )/.exec(readme)![0];
+  const present = readme.replace(notBuilt, '');
+  for (const claim of [/OpenAI/i, /\bserver\b/i]) assert.doesNotMatch(present, claim);
+  // and what is built is not listed as coming: the layouts and tokenizers, with their docs
+  for (const built of [/Qwen3/, /OLMoE/, /SentencePiece/, /chat_template/]) {
+    assert.match(present, built);
+    assert.doesNotMatch(notBuilt, built);
+  }
+  assert.match(present, /docs\/layouts\.md/);
+  assert.match(present, /docs\/tokenizers\.md/);
   for (const c of commands) assert.equal(skymoe(c, '--help').code, 0, `skymoe ${c} --help`);
   fails(['frobnicate'], /unknown command 'frobnicate'/);
 });
@@ -70,7 +78,63 @@ test('upcycle: a dense checkpoint becomes an MoE with the dense logits; bad inpu
   fails(['upcycle', '--from', join(work, 'nope'), '--out', join(work, 'x')], /nope\/config\.json: not found/);
   fails(['upcycle', '--from', dense, '--out', join(work, 'x'), '--experts', '0'], /--experts.*expected a positive integer/);
   fails(['upcycle', '--from', dense, '--out', join(work, 'x'), '--experts', '4', '--top-k', '5'], /--top-k must be in \[1, 4\] \(got 5\)/);
-  fails(['upcycle', '--from', moe, '--out', join(work, 'x')], /the source must be a dense Llama-layout model \(got skywork with 4 experts\)/);
+  fails(['upcycle', '--from', moe, '--out', join(work, 'x')], /the source must be a dense model \(Llama, Mistral or Qwen3 layout\), got skywork with 4 experts/);
+});
+
+const fixtures = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
+
+test('upcycle and inspect with the Qwen3 layouts: a Qwen3 model becomes Qwen3-MoE; inspect says q/k norm, which layers are MoE, the widths', () => {
+  const out = join(work, 'qwen3-moe');
+  const r = skymoe('upcycle', '--from', join(fixtures, 'golden/qwen3'), '--out', out, '--experts', '4', '--top-k', '2');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /\(qwen3, .* dense\) -> .*qwen3-moe \(qwen3_moe\): 4 experts top-2, .*logit norm off, top-k weights renormalized/);
+  const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+  assert.deepEqual([cfg.model_type, cfg.num_experts, cfg.norm_topk_prob, cfg.moe_intermediate_size, cfg.head_dim], ['qwen3_moe', 4, true, 48, 12]);
+  let i = skymoe('inspect', out);
+  assert.equal(i.code, 0, i.err);
+  assert.match(i.out, /layout +qwen3_moe \(Qwen3MoeForCausalLM\)/);
+  assert.match(i.out, /q\/k norm per head \(RMSNorm over head dim 12, before RoPE\)/);
+  assert.match(i.out, /MoE layers +2 of 2: every layer/);
+  assert.match(i.out, /expert sim\. +1\.0000 1\.0000/);
+  i = skymoe('inspect', join(fixtures, 'golden/qwen3_moe'));
+  assert.match(i.out, /MoE layers +2 of 3: layers 0, 2 \(dense MLP in 1\)/);
+  assert.match(i.out, /FFN +expert width 24, dense MLP width 40/);
+  i = skymoe('inspect', join(fixtures, 'golden/olmoe'));
+  assert.match(i.out, /q\/k norm over the whole projection \(RMSNorm over q 32 and k 16, before RoPE\)/);
+  assert.match(i.out, /top-k weights not renormalized/);
+  const noNorm = skymoe('upcycle', '--from', join(fixtures, 'golden/qwen3'), '--out', join(work, 'qwen3-moe-nonorm'), '--experts', '4', '--top-k', '2', '--no-norm-topk');
+  assert.equal(noNorm.code, 0, noNorm.err);
+  assert.match(noNorm.err, /without top-k renormalization the upcycled model does not compute the dense model/);
+  assert.equal(JSON.parse(readFileSync(join(work, 'qwen3-moe-nonorm', 'config.json'), 'utf8')).norm_topk_prob, false);
+  fails(['upcycle', '--from', join(fixtures, 'golden/qwen3'), '--out', join(work, 'x'), '--layout', 'skywork', '--no-logits-norm'], /a qwen3 model cannot become a skywork one: the skywork layout has no q\/k norm, this model has a per-head one/);
+  fails(['upcycle', '--from', join(fixtures, 'golden/llama'), '--out', join(work, 'x'), '--layout', 'qwen3_moe'], /a llama model cannot become a qwen3_moe one/);
+});
+
+test('plan --config with the published Qwen3-30B-A3B and OLMoE-1B-7B configs: 30.5B / 3.3B and 6.9B / 1.3B parameters, their Megatron-Core arguments', () => {
+  const qwen = join(fixtures, 'configs/qwen3-30b-a3b.json'), olmoe = join(fixtures, 'configs/olmoe-1b-7b-0924.json');
+  let r = skymoe('plan', '--config', qwen, '--gpus', '16', '--gpu', 'h100-sxm');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /qwen3-30b-a3b\.json: 30\.5B parameters, 3\.\dB active/);
+  for (const flag of ['--ffn-hidden-size 6144', '--kv-channels 128', '--qk-layernorm', '--num-query-groups 4', '--num-experts 128', '--moe-ffn-hidden-size 768', '--moe-router-topk 8', '--rotary-base 1000000']) assert.ok(r.out.includes(`${flag} \\`), flag);
+  assert.doesNotMatch(r.out, /--moe-router-pre-softmax|--moe-layer-freq/);
+  const j = skymoe('plan', '--config', qwen, '--gpus', '16', '--gpu', 'h100-sxm', '--json');
+  const model = JSON.parse(j.out).model as { totalParams: number; activeParams: number };
+  assert.ok(Math.abs(model.totalParams / 30.5e9 - 1) < 0.01 && Math.abs(model.activeParams / 3.3e9 - 1) < 0.02, JSON.stringify(model));
+  r = skymoe('plan', '--config', olmoe, '--gpus', '8', '--gpu', 'h100-sxm', '--json');
+  assert.equal(r.code, 0, r.err);
+  const o = JSON.parse(r.out) as { model: { totalParams: number; activeParams: number }; megatron: { args: [string, string][]; missing: { feature: string }[] } };
+  assert.ok(Math.abs(o.model.totalParams / 6.9e9 - 1) < 0.01 && Math.abs(o.model.activeParams / 1.3e9 - 1) < 0.02, JSON.stringify(o.model));
+  assert.ok(o.megatron.args.some(([f]) => f === '--moe-router-pre-softmax'), 'norm_topk_prob false: softmax before the top-k, no renormalization');
+  assert.ok(!o.megatron.args.some(([f]) => f === '--qk-layernorm'), 'per-head qk-layernorm is not OLMoE\'s norm');
+  assert.ok(o.megatron.missing.some((m) => /OLMoE's q\/k RMSNorm over the whole q and k projections/.test(m.feature)));
+  // a dense layer among the MoE ones: Megatron's layer pattern as a list
+  const mixed = join(work, 'qwen-mixed.json');
+  writeFileSync(mixed, JSON.stringify({ ...JSON.parse(readFileSync(qwen, 'utf8')), num_hidden_layers: 4, mlp_only_layers: [0] }));
+  r = skymoe('plan', '--config', mixed, '--gpus', '8', '--gpu', 'h100-sxm');
+  assert.equal(r.code, 0, r.err);
+  assert.ok(r.out.includes('--moe-layer-freq "[0,1,1,1]"'), r.out);
+  writeFileSync(mixed, JSON.stringify({ ...JSON.parse(readFileSync(qwen, 'utf8')), use_sliding_window: true }));
+  fails(['plan', '--config', mixed, '--gpus', '8', '--gpu', 'h100-sxm'], /qwen-mixed\.json: field 'use_sliding_window': true is not supported by skymoe/);
 });
 
 test('advise: the report rule at its boundaries, and named errors', () => {

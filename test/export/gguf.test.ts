@@ -6,7 +6,7 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createBackend } from '../../src/backend/index.js';
@@ -20,12 +20,38 @@ import { generateTokens } from '../../src/infer/generate.js';
 import { makeCheckpoint } from '../../bench/make-checkpoint.js';
 import { llamaGreedy, loadLlamaPeer } from '../../bench/peers/llama.js';
 import { ReferenceModel } from '../reference/model64.js';
+import { JsBackend } from '../../src/backend/js/index.js';
+import { saveModel } from '../../src/io/hf.js';
+import type { ModelConfig } from '../../src/model/config.js';
+import { SkyworkMoE } from '../../src/model/skywork-moe.js';
+import type { Tensor } from '../../src/tensor/index.js';
+import { tinyLayouts } from '../model/tiny-layouts.js';
 
 const work = mkdtempSync(join(tmpdir(), 'skymoe-gguf-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 const model = join(work, 'mix');
 // GQA (4 query heads on 2 kv heads): the k permutation must use the kv head count
 const ready = makeCheckpoint({ preset: 'tiny', layout: 'mixtral', dtype: 'f32', out: model, std: 0.08, seed: 3, kvHeads: 2 });
+/**
+ * Each greedy token of `ours` is the argmax of the float64 reference forward over the prefix; the
+ * smallest gap between the best and second-best logit (a comparison of greedy outputs means
+ * something only without near ties).
+ */
+function float64ArgmaxGap(dir: string, prompt: number[], ours: number[], what: string): number {
+  const ref = new ReferenceModel(dir);
+  const seq = [...prompt];
+  let gap = Infinity;
+  for (const id of ours) {
+    const row = ref.forward(seq).at(-1)!;
+    const s = Array.from(row).sort((a, b) => b - a);
+    gap = Math.min(gap, s[0]! - s[1]!);
+    assert.equal(row.indexOf(s[0]!), id, `${what}: skymoe took the float64 argmax`);
+    seq.push(id);
+  }
+  assert.ok(gap > 1e-4, `${what}: smallest argmax gap ${gap}`);
+  return gap;
+}
+
 /** The f32 export, written once by whichever test needs it first. */
 let f32Export: Promise<string> | null = null;
 const exportedF32 = () => (f32Export ??= ready.then(async () => (await exportGguf(model, join(work, 'mix-f32.gguf'), { type: 'f32' }), join(work, 'mix-f32.gguf'))));
@@ -151,17 +177,7 @@ test("llama.cpp's greedy continuation of the exported f32 GGUF equals skymoe's f
   m.dispose();
   await be.dispose();
   // the comparison means something only when no step is a near tie (float64 reference)
-  const ref = new ReferenceModel(model);
-  const seq = [...prompt];
-  let gap = Infinity;
-  for (const id of ours) {
-    const row = ref.forward(seq).at(-1)!;
-    const s = Array.from(row).sort((a, b) => b - a);
-    gap = Math.min(gap, s[0]! - s[1]!);
-    assert.equal(row.indexOf(s[0]!), id, 'skymoe took the float64 argmax');
-    seq.push(id);
-  }
-  assert.ok(gap > 1e-4, `smallest argmax gap ${gap}`);
+  float64ArgmaxGap(model, prompt, ours, 'mixtral');
   const theirs = await llamaGreedy(peer, await exportedF32(), prompt, 32, 2, 'F32');
   assert.deepEqual(theirs.ids, ours);
   await peer.llama.dispose();
@@ -191,5 +207,122 @@ test('an FP8 checkpoint exports its real values: the weight_scale applied', asyn
   } finally {
     g.close();
     src.close();
+  }
+});
+
+/** Tiny Qwen3, Qwen3-MoE and OLMoE checkpoints (GQA, q/k norms away from 1) with the mixtral model's tokenizer. */
+async function newArchCheckpoints(): Promise<{ name: string; dir: string; cfg: ModelConfig }[]> {
+  await ready;
+  const layouts = tinyLayouts();
+  const pick = (layout: string) => layouts.find(([, c]) => c.layout === layout)![1];
+  const cases: [string, ModelConfig][] = [
+    ['qwen3', { ...pick('qwen3'), initializerRange: 0.08 }],
+    ['qwen3_moe', { ...pick('qwen3_moe'), numLayers: 2, mlpOnlyLayers: [], initializerRange: 0.08 }],
+    // MHA: llama.cpp's olmoe sizes the k norm by the embedding length (GQA is refused, below)
+    ['olmoe', { ...pick('olmoe'), numKvHeads: 4, initializerRange: 0.08 }],
+  ];
+  const be = new JsBackend();
+  return cases.map(([name, cfg], i) => {
+    const dir = join(work, `arch-${name}`);
+    const m = SkyworkMoE.create(cfg, { seed: 20 + i, backend: be });
+    for (const [n, p] of m.params) {
+      if (/(q|k)_norm|layernorm|model\.norm/.test(n)) (p as Tensor).assign(Float32Array.from({ length: p.shape[0]! }, (_, j) => 0.7 + ((j * 7 + i) % 13) / 20));
+      // a router between uniform and peaked: the top-k mass is well below 1, so renormalizing it or not changes the output
+      if (/\.gate\.weight$/.test(n)) (p as Tensor).assign((p as Tensor).toFloat32().map((v) => v * 2));
+    }
+    saveModel(m, dir);
+    m.dispose();
+    copyFileSync(join(model, 'tokenizer.json'), join(dir, 'tokenizer.json'));
+    return { name, dir, cfg };
+  });
+}
+let newArch: ReturnType<typeof newArchCheckpoints> | null = null;
+
+test('Qwen3, Qwen3-MoE and OLMoE export as llama.cpp\'s qwen3, qwen3moe and olmoe: q/k norms, no RoPE permutation (NeoX RoPE), the expert widths', async () => {
+  for (const { name, dir, cfg } of await (newArch ??= newArchCheckpoints())) {
+    const file = join(work, `${name}.gguf`);
+    await exportGguf(dir, file, { type: 'f32' });
+    const g = GgufReader.open(file);
+    const src = openCheckpoint(dir);
+    try {
+      const A = { qwen3: 'qwen3', qwen3_moe: 'qwen3moe', olmoe: 'olmoe' }[name]!;
+      const m = g.metadata;
+      assert.equal(m.get('general.architecture'), A);
+      assert.equal(m.get(`${A}.rope.dimension_count`), cfg.headDim);
+      assert.equal(m.get(`${A}.attention.head_count_kv`), cfg.numKvHeads);
+      if (A !== 'olmoe') assert.deepEqual([m.get(`${A}.attention.key_length`), m.get(`${A}.attention.value_length`)], [cfg.headDim, cfg.headDim]);
+      if (A === 'qwen3moe') assert.deepEqual([m.get(`${A}.expert_feed_forward_length`), m.get(`${A}.feed_forward_length`), m.get(`${A}.expert_used_count`)], [cfg.moeIntermediateSize, cfg.intermediateSize, cfg.topK]);
+      if (A === 'olmoe') assert.deepEqual([m.get(`${A}.feed_forward_length`), m.get(`${A}.expert_count`)], [cfg.moeIntermediateSize, cfg.numExperts]);
+      // q and k rows as HF stores them (rotate-half is llama.cpp's NeoX RoPE)
+      assert.deepEqual(Array.from(g.readF32('blk.1.attn_q.weight')), Array.from(src.readF32('model.layers.1.self_attn.q_proj.weight')));
+      assert.deepEqual(Array.from(g.readF32('blk.0.attn_k.weight')), Array.from(src.readF32('model.layers.0.self_attn.k_proj.weight')));
+      const qn = g.tensor('blk.0.attn_q_norm.weight'), kn = g.tensor('blk.1.attn_k_norm.weight');
+      assert.deepEqual([qn.ne, kn.ne], cfg.qkNorm === 'head' ? [[cfg.headDim], [cfg.headDim]] : [[cfg.numHeads * cfg.headDim], [cfg.numKvHeads * cfg.headDim]]);
+      assert.deepEqual(Array.from(g.readF32('blk.1.attn_k_norm.weight')), Array.from(src.readF32('model.layers.1.self_attn.k_norm.weight')));
+      if (cfg.numExperts) {
+        const E = cfg.numExperts, F = cfg.moeIntermediateSize, H = cfg.hiddenSize;
+        assert.deepEqual(g.tensor('blk.1.ffn_down_exps.weight').ne, [F, H, E]);
+        const stacked = new Float32Array(E * F * H);
+        for (let e = 0; e < E; e++) stacked.set(src.readF32(`model.layers.1.mlp.experts.${e}.up_proj.weight`), e * F * H);
+        assert.deepEqual(Array.from(g.readF32('blk.1.ffn_up_exps.weight')), Array.from(stacked));
+      } else assert.ok(!g.tensors.some((t) => t.name === 'output.weight'), 'tied embeddings: no output tensor');
+    } finally {
+      g.close();
+      src.close();
+    }
+  }
+});
+
+test('models llama.cpp\'s qwen3moe and olmoe cannot compute are refused: top-k weights renormalized or not against the architecture, OLMoE with GQA, dense layers among MoE ones', async () => {
+  const [, qmoe, olmoe] = await (newArch ??= newArchCheckpoints());
+  const edit = async (dir: string, to: string, change: Record<string, unknown>) => {
+    const out = join(work, to);
+    await exportGguf(dir, join(work, 'probe.gguf'), { type: 'f32' }); // the original exports
+    const { cpSync } = await import('node:fs');
+    cpSync(dir, out, { recursive: true });
+    const p = join(out, 'config.json');
+    writeFileSync(p, JSON.stringify({ ...JSON.parse(readFileSync(p, 'utf8')), ...change }));
+    return out;
+  };
+  await assert.rejects(exportGguf(await edit(qmoe!.dir, 'qmoe-nonorm', { norm_topk_prob: false }), join(work, 'x.gguf'), { type: 'f32' }), /qmoe-nonorm\/config\.json: cannot export to GGUF: the model does not renormalize its top-k weights \(norm_topk_prob false\), llama\.cpp's qwen3moe architecture always renormalizes them/);
+  await assert.rejects(exportGguf(await edit(olmoe!.dir, 'olmoe-norm', { norm_topk_prob: true }), join(work, 'x.gguf'), { type: 'f32' }), /llama\.cpp's olmoe architecture always leaves them as they are/);
+  const gqa = join(work, 'olmoe-gqa');
+  const m = SkyworkMoE.create(tinyLayouts().find(([, c]) => c.layout === 'olmoe')![1], { seed: 1, backend: new JsBackend() });
+  saveModel(m, gqa);
+  m.dispose();
+  copyFileSync(join(model, 'tokenizer.json'), join(gqa, 'tokenizer.json'));
+  await assert.rejects(exportGguf(gqa, join(work, 'x.gguf'), { type: 'f32' }), /2 key\/value heads for 4 query heads; llama\.cpp's olmoe architecture expects the k norm over embedding_length \(64\) weights/);
+  const mixed = await edit(qmoe!.dir, 'qmoe-mixed', { decoder_sparse_step: 2 });
+  await assert.rejects(exportGguf(mixed, join(work, 'x.gguf'), { type: 'f32' }), /MoE every 2 layers \(decoder_sparse_step\) mixes dense and MoE layers, which llama\.cpp's qwen3moe architecture cannot express/);
+});
+
+test("llama.cpp's greedy continuations of exported Qwen3, Qwen3-MoE and OLMoE models equal skymoe's for 24 tokens", async (t) => {
+  const checkpoints = await (newArch ??= newArchCheckpoints());
+  const peer = await loadLlamaPeer();
+  if ('unavailable' in peer) return t.skip(peer.unavailable);
+  const be = await createBackend({ threads: 2 });
+  const prompt = [1, 40, 41, 42, 300, 7];
+  try {
+    for (const { name, dir } of checkpoints) {
+      const m = loadModel(dir, be, { dtype: 'auto' });
+      const greedy = (x: SkyworkMoE) => [...generateTokens(x, prompt, { maxTokens: 24, temperature: 0, stopIds: [] })].map((y) => y.id);
+      const ours = greedy(m);
+      if (m.config.numExperts) {
+        // the comparison tells a renormalized top-k from a plain one: the other choice continues differently
+        const flipped = SkyworkMoE.fromParams({ ...m.config, normTopK: !m.config.normTopK }, new Map(m.params), be);
+        assert.notDeepEqual(greedy(flipped), ours, `${name}: norm_topk_prob makes a difference here`);
+      }
+      m.dispose();
+      // meaningful only without near ties (float64 reference); and not a constant output
+      float64ArgmaxGap(dir, prompt, ours, name);
+      assert.ok(new Set(ours).size >= 3, `${name}: a varied continuation ${ours}`);
+      const file = join(work, `${name}-peer.gguf`);
+      await exportGguf(dir, file, { type: 'f32' });
+      const theirs = await llamaGreedy(peer, file, prompt, 24, 2, 'F32');
+      assert.deepEqual(theirs.ids, ours, `${name}: llama.cpp vs skymoe`);
+    }
+  } finally {
+    await be.dispose();
+    await peer.llama.dispose();
   }
 });

@@ -10,7 +10,8 @@ import { preset } from '../../src/model/presets.js';
 import { paramValues, SkyworkMoE } from '../../src/model/skywork-moe.js';
 import { loadModel, saveModel, readConfig } from '../../src/io/hf.js';
 import { openCheckpoint, writeSafetensors } from '../../src/io/index.js';
-import type { ModelConfig } from '../../src/model/config.js';
+import { LAYOUTS, type ModelConfig } from '../../src/model/config.js';
+import { tinyLayouts } from '../model/tiny-layouts.js';
 
 const be = new JsBackend();
 T.setBackend(be);
@@ -58,6 +59,70 @@ for (const [name, cfg] of cases) {
     rmSync(dir, { recursive: true });
   });
 }
+
+for (const [name, cfg] of tinyLayouts()) {
+  test(`save -> load gives identical logits and the same config.json: ${name}`, () => {
+    const dir = mkdtempSync(join(tmpdir(), `skymoe-hf-${cfg.layout}-`));
+    const m = SkyworkMoE.create({ ...cfg, initializerRange: 0.1 }, { seed: 2, backend: be });
+    // q/k norm weights away from 1, so a norm dropped at save or load shows in the logits
+    for (const [n, p] of m.params) if (/(q|k)_norm/.test(n)) (p as T.Tensor).assign(Float32Array.from({ length: p.shape[0]! }, (_, i) => 0.5 + ((i * 7) % 11) / 10));
+    const before = logitsOf(m);
+    saveModel(m, dir, { maxShardBytes: 200_000 });
+    const hf = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    assert.deepEqual([hf.model_type, hf.architectures], [cfg.layout, [LAYOUTS[cfg.layout].architecture]]);
+    const reader = openCheckpoint(dir);
+    const E = cfg.numExperts, names = reader.names();
+    if (cfg.qkNorm !== 'none') {
+      const D = cfg.headDim, full = cfg.qkNorm === 'full';
+      assert.deepEqual(reader.info('model.layers.0.self_attn.q_norm.weight').shape, [full ? cfg.numHeads * D : D]);
+      assert.deepEqual(reader.info('model.layers.1.self_attn.k_norm.weight').shape, [full ? cfg.numKvHeads * D : D]);
+    }
+    assert.deepEqual(reader.info('model.layers.0.self_attn.o_proj.weight').shape, [cfg.hiddenSize, cfg.numHeads * cfg.headDim]);
+    if (E) {
+      // the layout's own per-expert names, nothing of another layout's
+      assert.ok(!names.some((n) => n.includes('block_sparse_moe')), names.join());
+      assert.deepEqual(reader.info(`model.layers.0.mlp.experts.${E - 1}.down_proj.weight`).shape, [cfg.hiddenSize, cfg.moeIntermediateSize]);
+      assert.deepEqual(reader.info('model.layers.0.mlp.experts.0.gate_proj.weight').shape, [cfg.moeIntermediateSize, cfg.hiddenSize]);
+      assert.equal(names.filter((n) => /^model\.layers\.0\.mlp\.experts\.\d+\.up_proj\.weight$/.test(n)).length, E);
+      for (const l of cfg.mlpOnlyLayers) {
+        assert.deepEqual(reader.info(`model.layers.${l}.mlp.up_proj.weight`).shape, [cfg.intermediateSize, cfg.hiddenSize]);
+        assert.ok(!reader.has(`model.layers.${l}.mlp.gate.weight`));
+      }
+    }
+    reader.close();
+    const back = loadModel(dir, be);
+    const { extra: _e, routerAuxLossCoef: _r, ...read } = back.config;
+    assert.deepEqual(read, { ...cfg, initializerRange: 0.1 });
+    assert.deepEqual(Array.from(logitsOf(back)), Array.from(before));
+    // saved again, the config.json is the same file
+    const dir2 = mkdtempSync(join(tmpdir(), `skymoe-hf-${cfg.layout}-again-`));
+    saveModel(back, dir2);
+    assert.equal(readFileSync(join(dir2, 'config.json'), 'utf8'), readFileSync(join(dir, 'config.json'), 'utf8'));
+    back.dispose();
+    m.dispose();
+    rmSync(dir, { recursive: true });
+    rmSync(dir2, { recursive: true });
+  });
+}
+
+test('saving in a layout that cannot say the model is refused, naming why; llama <-> mistral and the golden configs go through', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'skymoe-hf-to-'));
+  const [[, mistral], [, qwen3], [, qmoe], [, olmoe]] = tinyLayouts();
+  const models = [mistral!, qwen3!, qmoe!, olmoe!].map((c) => SkyworkMoE.create(c, { seed: 1, backend: be }));
+  const [mis, q3, qm, ol] = models as [SkyworkMoE, SkyworkMoE, SkyworkMoE, SkyworkMoE];
+  assert.throws(() => saveModel(q3, dir, { layout: 'llama' }), /cannot save this qwen3 model in the llama layout: the llama layout has no q\/k norm/);
+  assert.throws(() => saveModel(qm, dir, { layout: 'mixtral' }), /cannot save this qwen3_moe model in the mixtral layout/);
+  assert.throws(() => saveModel(ol, dir, { layout: 'qwen3_moe' }), /full-projection/);
+  assert.throws(() => saveModel(mis, dir, { layout: 'qwen3' }), /per-head q\/k norm/);
+  assert.throws(() => saveModel(mis, dir, { layout: 'mixtral' }), /the mixtral layout is MoE, this model is dense/);
+  saveModel(mis, dir, { layout: 'llama' });
+  const back = loadModel(dir, be);
+  assert.equal(back.config.layout, 'llama');
+  assert.deepEqual(Array.from(logitsOf(back)), Array.from(logitsOf(mis)));
+  back.dispose();
+  for (const m of models) m.dispose();
+  rmSync(dir, { recursive: true });
+});
 
 test('bf16 save stores each weight rounded to nearest-even bf16: the reloaded model computes exactly what the rounded weights give', () => {
   const dir = mkdtempSync(join(tmpdir(), 'skymoe-hf-bf16-'));

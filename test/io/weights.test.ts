@@ -42,12 +42,33 @@ function compareRows(got: Float32Array, want: Float32Array, V: number, what: str
   for (let r = 0; r * V < want.length; r++) assertCloseToScale(got.subarray(r * V, (r + 1) * V), want.subarray(r * V, (r + 1) * V), `${what} position ${r}`, tol);
 }
 
+/**
+ * On every backend, an FP8 checkpoint loaded as stored (auto) computes what its weights
+ * dequantized to f32 compute; with `f32Load`, so does its f32 load (the scales applied the same way).
+ */
+async function fp8MatchesDequantized(dir: string, what: string, f32Load: boolean): Promise<void> {
+  for (const bc of allBackends()) {
+    const be = await tryCreate(bc);
+    if (!be) continue;
+    const fp8 = loadModel(dir, be, { dtype: 'auto' });
+    const ref = dequantizedTwin(fp8, be);
+    compareRows(logitsOf(fp8, be), logitsOf(ref, be), 96, `${what} on ${bc.label}`);
+    if (f32Load) {
+      const f32 = loadModel(dir, be, { dtype: 'f32' });
+      compareRows(logitsOf(f32, be), logitsOf(ref, be), 96, `${what} loaded as f32 on ${bc.label}`);
+      f32.dispose();
+    }
+    for (const m of [fp8, ref]) m.dispose();
+    await be.dispose();
+  }
+}
+
 for (const bc of allBackends()) {
   test(`golden logits through weights in their stored dtype (auto), ${bc.label}: mapped on native, copied elsewhere`, async (t) => {
     const be = await tryCreate(bc);
     if (!be) return t.skip(`${bc.label} not available`);
     try {
-      for (const name of ['skywork', 'mixtral', 'llama']) {
+      for (const name of ['skywork', 'mixtral', 'llama', 'qwen3', 'qwen3_moe', 'olmoe']) {
         const dir = join(golden, name);
         const f = openSafetensors(join(dir, 'golden.safetensors'));
         const tokens = Int32Array.from(f.readI64('input_ids'), Number), want = f.readF32('logits');
@@ -62,7 +83,7 @@ for (const bc of allBackends()) {
           // only norms and the router (f32) are in the heap
           assert.ok(be.heap.stats().inUse - before < 0.05 * fileBytes + 64 * 1024, `${name}: heap grew by ${be.heap.stats().inUse - before} for ${fileBytes} bytes of weights`);
         } else assert.equal(report.mappedBytes, 0);
-        if (name === 'skywork') assert.ok(report.bytesByDtype.bf16! > 0.9 * fileBytes, 'the bf16 matrices stay bf16');
+        if (name === 'skywork' || name === 'olmoe') assert.ok(report.bytesByDtype.bf16! > 0.9 * fileBytes, 'the bf16 matrices stay bf16');
         compareRows(logitsOf(model, be, tokens, 2), want, 96, `${name} on ${bc.label}`);
         model.dispose();
       }
@@ -147,32 +168,43 @@ test('quantize --to fp8: the Skywork/vLLM layout, and its logits are those of th
     assert.ok(err < 0.05, `relative error ${err}`);
     loaded.dispose();
     reader.close();
-    for (const bc of allBackends()) {
-      const be = await tryCreate(bc);
-      if (!be) continue;
-      const fp8 = loadModel(out, be, { dtype: 'auto' });
-      const ref = dequantizedTwin(fp8, be);
-      compareRows(logitsOf(fp8, be), logitsOf(ref, be), 96, `fp8 per-row=${perRow} on ${bc.label}`);
-      // the f32 load of the FP8 checkpoint applies the scales the same way
-      const f32 = loadModel(out, be, { dtype: 'f32' });
-      compareRows(logitsOf(f32, be), logitsOf(ref, be), 96, `fp8 loaded as f32 on ${bc.label}`);
-      for (const m of [fp8, ref, f32]) m.dispose();
-      await be.dispose();
-    }
+    await fp8MatchesDequantized(out, `fp8 per-row=${perRow}`, true);
   }
   assert.throws(() => quantizeCheckpoint(join(work, 'fp8-false'), join(work, 'again'), { to: 'fp8' }), /already quantized/);
+});
+
+test('quantize --to fp8 of Qwen3-MoE and OLMoE: the experts\' own names, gate_proj and up_proj sharing a scale, q/k norms and routers kept bf16', async () => {
+  for (const name of ['qwen3_moe', 'olmoe']) {
+    const src = join(golden, name), out = join(work, `fp8-${name}`);
+    quantizeCheckpoint(src, out, { to: 'fp8' });
+    const r = openCheckpoint(out);
+    const E = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8')).num_experts as number;
+    for (let e = 0; e < E; e++) {
+      const p = `model.layers.0.mlp.experts.${e}`;
+      for (const w of ['gate_proj', 'up_proj', 'down_proj']) assert.equal(r.info(`${p}.${w}.weight`).dtype, 'F8_E4M3', `${p}.${w}`);
+      assert.equal(r.readF32(`${p}.gate_proj.weight_scale`)[0], r.readF32(`${p}.up_proj.weight_scale`)[0], `${p}: gate_proj and up_proj share a scale`);
+      assert.notEqual(r.readF32(`${p}.gate_proj.weight_scale`)[0], r.readF32(`${p}.down_proj.weight_scale`)[0]);
+    }
+    for (const n of ['model.layers.0.mlp.gate.weight', 'model.layers.0.self_attn.q_norm.weight', 'model.layers.0.self_attn.k_norm.weight', 'model.embed_tokens.weight']) {
+      assert.equal(r.info(n).dtype, 'BF16', n);
+      assert.ok(!r.has(`${n}_scale`), n);
+    }
+    if (name === 'qwen3_moe') assert.equal(r.info('model.layers.1.mlp.gate_proj.weight').dtype, 'F8_E4M3', 'the dense layer\'s MLP is quantized');
+    r.close();
+    await fp8MatchesDequantized(out, `${name} fp8`, true);
+  }
 });
 
 test('--dtype bf16 and fp8 convert on load; their logits are those of the converted weights dequantized', async () => {
   for (const bc of allBackends()) {
     const be = await tryCreate(bc);
     if (!be) continue;
-    for (const dtype of ['bf16', 'fp8'] as const) {
-      const { model, report } = loadModelWithReport(join(golden, 'llama'), be, { dtype });
+    for (const [dir, dtype] of [['llama', 'bf16'], ['llama', 'fp8'], ['qwen3_moe', 'bf16'], ['olmoe', 'fp8']] as const) {
+      const { model, report } = loadModelWithReport(join(golden, dir), be, { dtype });
       assert.equal(report.mappedBytes, 0, 'converted weights live in the heap');
       if (dtype === 'fp8') assert.ok(report.bytesByDtype.f8_e4m3! > 0 && report.bytesByDtype.bf16! > 0, 'fp8 projections, bf16 embedding');
       const ref = dequantizedTwin(model, be);
-      compareRows(logitsOf(model, be), logitsOf(ref, be), 96, `${dtype} on ${bc.label}`);
+      compareRows(logitsOf(model, be), logitsOf(ref, be), 96, `${dir} ${dtype} on ${bc.label}`);
       model.dispose();
       ref.dispose();
     }

@@ -10,12 +10,14 @@ import { SkyworkMoE } from '../../src/model/skywork-moe.js';
 import { countParams, formatCount } from '../../src/model/params.js';
 import type { ModelConfig } from '../../src/model/config.js';
 import { assertClose } from '../helpers.js';
+import { tinyLayouts } from './tiny-layouts.js';
 
 const layouts: [string, ModelConfig][] = [
   ['skywork', preset('tiny')],
   ['mixtral (GQA, no logit norm)', { ...preset('tiny'), layout: 'mixtral', logitsNorm: false, numKvHeads: 2 }],
   ['llama dense', preset('tiny-dense')],
   ['skywork 2-layer gate, every 2nd layer MoE', { ...preset('tiny'), twoLayerGate: true, moeInterval: 2 }],
+  ...tinyLayouts(),
 ];
 
 for (const make of [async () => new JsBackend() as Backend, () => createBackend({ name: 'wasm', threads: 2 })]) {

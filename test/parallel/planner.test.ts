@@ -1,6 +1,7 @@
 /** The cluster planner: FLOP counts, Megatron's memory formula, the pipeline balancer, placements, head split, search speed, the CLI. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { configFromHF } from '../../src/model/config.js';
 import { preset } from '../../src/model/presets.js';
 import { countParams } from '../../src/model/params.js';
 import { readFileSync } from 'node:fs';
@@ -58,7 +59,7 @@ function fromMegatron(c: MegatronCase) {
   const m: ModelShape = {
     name: c.name, vocab: a.padded_vocab_size, hidden: a.hidden_size, layers: a.num_layers, moeLayers: E ? a.num_layers : 0, heads: a.num_attention_heads,
     kvHeads: a.num_query_groups, headDim: a.kv_channels, ffn: a.ffn_hidden_size, expertFfn: a.moe_ffn_hidden_size ?? a.ffn_hidden_size, experts: E,
-    topK: E ? a.moe_router_topk : 0, gated: a.swiglu, tied: !a.untie_embeddings_and_output_weights,
+    topK: E ? a.moe_router_topk : 0, gated: a.swiglu, tied: !a.untie_embeddings_and_output_weights, qkNorm: 'none',
   };
   const pp: number = a.pipeline_model_parallel_size, dp: number = a.data_parallel_size;
   const layout: Layout = {
@@ -282,4 +283,19 @@ test('search on a small cluster stays fast and every ranked layout fits', () => 
   const r = search(m, s, cluster('l40s', 8));
   assert.ok(r.ranked.length > 0 && r.ranked.every((p) => p.evaluation.fits));
   assert.ok(r.elapsedMs < 1000);
+});
+
+test("the planner's shape of the Qwen3-MoE and OLMoE configs: expert width apart from the MLP width, q/k norms, dense layers; parameters as the model counts them", () => {
+  const dir = fileURLToPath(new URL('../../../test/fixtures/configs/', import.meta.url));
+  const qwen = configFromHF(JSON.parse(readFileSync(`${dir}qwen3-30b-a3b.json`, 'utf8')));
+  const m = shapeOf(qwen, 'Qwen3-30B-A3B');
+  assert.deepEqual([m.ffn, m.expertFfn, m.headDim, m.moeLayers, m.qkNorm], [6144, 768, 128, 48, 'head']);
+  // one dense layer (mlp_only_layers) among 48: 47 MoE layers, one MLP of width 6144
+  const mixed = shapeOf({ ...qwen, mlpOnlyLayers: [0] });
+  const full = shapeParams(m), part = shapeParams(mixed);
+  assert.equal(full.total - part.total, 128 * 3 * 2048 * 768 + 128 * 2048 - 3 * 2048 * 6144);
+  for (const cfg of [qwen, { ...qwen, mlpOnlyLayers: [0, 7], moeInterval: 2 }, configFromHF(JSON.parse(readFileSync(`${dir}olmoe-1b-7b-0924.json`, 'utf8')))]) {
+    const p = shapeParams(shapeOf(cfg)), c = countParams(cfg);
+    assert.deepEqual([p.total, p.active], [c.total, c.active], cfg.layout);
+  }
 });

@@ -112,6 +112,8 @@ export const opCases: OpCase[] = [
   },
   { name: 'rmsnorm', inputs: [{ shape: [4, 9] }, { shape: [9] }], fn: ([x, w]) => T.rmsnorm(x!, w!, 1e-6) },
   { name: 'rmsnorm one row', inputs: [{ shape: [1, 33] }, { shape: [33] }], fn: ([x, w]) => T.rmsnorm(x!, w!, 1e-5) },
+  // Qwen3's q/k norm: one weight over the head dim, shared by every head of every token
+  { name: 'rmsnorm per head [B, T, H, D]', inputs: [{ shape: [2, 3, 5, 6] }, { shape: [6] }], fn: ([x, w]) => T.rmsnorm(x!, w!, 1e-6) },
   ropeCase([2, 3], 2, 6, 8, [0, 1, 2, 5, 6, 7]),
   ropeCase([1], 3, 10, 4, [3]),
   attentionCase(1, 5, 5, 2, 2, 4),

@@ -5,7 +5,7 @@
  * core attention is counted causally (half of the s x s score matrix) as in current Megatron-Core;
  * the router, norms and element-wise work are not model FLOPs (we count the router separately).
  */
-import { isMoeLayer, type ModelConfig } from '../../model/config.js';
+import { isMoeLayer, type ModelConfig, type QkNorm } from '../../model/config.js';
 
 /** The shapes the planner needs; `shapeOf` derives them from a model config. */
 export interface ModelShape {
@@ -27,6 +27,8 @@ export interface ModelShape {
   /** SwiGLU (3 matrices) rather than a 2-matrix GeLU MLP. */
   gated: boolean;
   tied: boolean;
+  /** RMSNorm of q and k (Qwen3 per head, OLMoE over the projection): a few weights per layer, no GEMM FLOPs. */
+  qkNorm: QkNorm;
 }
 
 export function shapeOf(c: ModelConfig, name = 'model'): ModelShape {
@@ -42,11 +44,12 @@ export function shapeOf(c: ModelConfig, name = 'model'): ModelShape {
     kvHeads: c.numKvHeads,
     headDim: c.headDim,
     ffn: c.intermediateSize,
-    expertFfn: c.intermediateSize,
+    expertFfn: c.moeIntermediateSize,
     experts: c.numExperts,
     topK: c.numExperts ? c.topK : 0,
     gated: true,
     tied: c.tieWordEmbeddings,
+    qkNorm: c.qkNorm,
   };
 }
 
@@ -74,7 +77,7 @@ export function shapeParams(m: ModelShape): ShapeParams {
   const mlp = mats * m.hidden * m.ffn;
   const expert = mats * m.hidden * m.expertFfn;
   const router = m.experts ? m.hidden * m.experts : 0;
-  const norms = 2 * m.hidden;
+  const norms = 2 * m.hidden + (m.qkNorm === 'head' ? 2 * m.headDim : m.qkNorm === 'full' ? q + kv : 0);
   const embedding = m.vocab * m.hidden;
   const lmHead = m.tied ? 0 : embedding;
   const dense = m.layers - m.moeLayers;

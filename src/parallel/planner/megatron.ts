@@ -3,7 +3,7 @@
  * of Megatron-LM core_r0.13+), and list what the Skywork-MoE recipe needs that Megatron-Core has
  * no flag for, with what the user must add.
  */
-import type { ModelConfig } from '../../model/config.js';
+import { isMoeLayer, type ModelConfig } from '../../model/config.js';
 import type { ModelShape } from './flops.js';
 import type { Layout, TrainingSetup } from './setup.js';
 
@@ -43,6 +43,8 @@ export function megatronArgs(m: ModelShape, s: TrainingSetup, l: Layout, cfg?: M
     a('--num-query-groups', m.kvHeads);
   }
   if (m.heads * m.headDim !== m.hidden) a('--kv-channels', m.headDim);
+  // Megatron-Core's qk_layernorm normalizes each head over kv_channels, as Qwen3 does.
+  if (m.qkNorm === 'head') a('--qk-layernorm');
   a('--seq-length', s.seq);
   a('--max-position-embeddings', Math.max(s.seq, cfg?.maxPositions ?? s.seq));
   a('--position-embedding-type', 'rope');
@@ -102,6 +104,10 @@ export function megatronArgs(m: ModelShape, s: TrainingSetup, l: Layout, cfg?: M
     a('--num-experts', m.experts);
     a('--moe-ffn-hidden-size', m.expertFfn);
     a('--moe-router-topk', m.topK);
+    // A list, not an integer N: Megatron's N makes layers 0, N, 2N MoE, Skywork's and Qwen3's (i + 1) % N == 0.
+    if (cfg && m.moeLayers !== m.layers) a('--moe-layer-freq', `"[${Array.from({ length: m.layers }, (_, i) => (isMoeLayer(cfg, i) ? 1 : 0)).join(',')}]"`);
+    // softmax over all experts, then the top k without renormalizing: norm_topk_prob false
+    if (cfg && !cfg.normTopK) a('--moe-router-pre-softmax');
     a('--moe-router-load-balancing-type', 'aux_loss');
     a('--moe-aux-loss-coeff', o.auxLossCoeff ?? 0.01);
     a('--moe-router-dtype', 'fp32');
@@ -126,6 +132,9 @@ export function megatronArgs(m: ModelShape, s: TrainingSetup, l: Layout, cfg?: M
     });
     missing.push({ feature: "Skywork's aux loss form sum_j (1/E - mean_i g_ij)^2", add: "Megatron's aux_loss is the Switch form E sum_j f_j P_j; add the squared-deviation form to megatron/core/transformer/moe/moe_utils.py and select it with a new --moe-router-load-balancing-type value" });
     if (cfg?.twoLayerGate) missing.push({ feature: 'the 2-layer gate Linear(H, 8E) -> tanh -> Linear(8E, E)', add: 'replace TopKRouter.weight by a small fp32 MLP' });
+  }
+  if (m.qkNorm === 'full') {
+    missing.push({ feature: "OLMoE's q/k RMSNorm over the whole q and k projections (weights [heads x head dim] and [kv heads x head dim])", add: 'in megatron/core/transformer/attention.py, apply an RMSNorm to the query and key projections before they are split into heads (with tensor parallelism the norm needs the full projection: all-gather it, or an all-reduce of the sum of squares); --qk-layernorm normalizes per head and computes something else' });
   }
   a(s.precision === 'fp8' ? '--fp8-format' : '--bf16', s.precision === 'fp8' ? 'hybrid' : '');
   if (s.precision === 'fp8') a('--bf16');

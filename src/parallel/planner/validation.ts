@@ -32,7 +32,7 @@ export interface PublishedRun {
 function gqaShape(name: string, o: { vocab: number; hidden: number; layers: number; heads: number; kvHeads: number; ffn: number; experts?: number; topK?: number; gated?: boolean; tied?: boolean }): ModelShape {
   return {
     name, vocab: o.vocab, hidden: o.hidden, layers: o.layers, moeLayers: o.experts ? o.layers : 0, heads: o.heads, kvHeads: o.kvHeads,
-    headDim: o.hidden / o.heads, ffn: o.ffn, expertFfn: o.ffn, experts: o.experts ?? 0, topK: o.topK ?? 0, gated: o.gated ?? true, tied: o.tied ?? false,
+    headDim: o.hidden / o.heads, ffn: o.ffn, expertFfn: o.ffn, experts: o.experts ?? 0, topK: o.topK ?? 0, gated: o.gated ?? true, tied: o.tied ?? false, qkNorm: 'none',
   };
 }
 
