@@ -17,11 +17,12 @@ interface LlamaContext {
   dispose(): Promise<void>;
 }
 interface LlamaModel {
+  tokenize(text: string, specialTokens?: boolean): number[];
   createContext(o: { contextSize: number; batchSize?: number; threads?: number; flashAttention?: boolean; experimentalKvCacheKeyType?: string; experimentalKvCacheValueType?: string }): Promise<LlamaContext>;
   dispose(): Promise<void>;
 }
 interface Llama {
-  loadModel(o: { modelPath: string; useMmap?: boolean }): Promise<LlamaModel>;
+  loadModel(o: { modelPath: string; useMmap?: boolean; vocabOnly?: boolean }): Promise<LlamaModel>;
   dispose(): Promise<void>;
 }
 
@@ -72,6 +73,16 @@ export async function llamaGreedy(peer: LlamaPeer, gguf: string, prompt: number[
     return { ids, msPerToken: ms };
   } finally {
     await ctx.dispose();
+    await model.dispose();
+  }
+}
+
+/** llama.cpp's token ids for each text (the GGUF's vocabulary only; no bos added). */
+export async function llamaTokenize(peer: LlamaPeer, gguf: string, texts: readonly string[], specialTokens = false): Promise<number[][]> {
+  const model = await peer.llama.loadModel({ modelPath: gguf, vocabOnly: true });
+  try {
+    return texts.map((t) => Array.from(model.tokenize(t, specialTokens)));
+  } finally {
     await model.dispose();
   }
 }

@@ -4,8 +4,9 @@
  * OLMoE use llama.cpp's `qwen3`, `qwen3moe` and `olmoe`, with their q/k norms as
  * `blk.N.attn_q_norm` / `attn_k_norm` (per head for Qwen3, over the projection for OLMoE). MoE
  * layers have the router `blk.N.ffn_gate_inp` (F32) and the experts stacked into `ffn_gate_exps` /
- * `ffn_up_exps` / `ffn_down_exps` (gate, up, down projections); the byte-level BPE tokenizer
- * (`tokenizer.ggml.model` "gpt2", pre-tokenizer "gpt-2") goes with its merges and special ids.
+ * `ffn_up_exps` / `ffn_down_exps` (gate, up, down projections); the tokenizer goes as llama.cpp's
+ * byte-level BPE ("gpt2" with the gpt-2, llama-bpe or qwen2 pre-tokenizer) or SentencePiece-style
+ * BPE ("llama", scores from the merge order), see gguf-vocab.ts.
  * For the `llama` architecture, q_proj and k_proj rows are permuted from the Hugging Face
  * rotate-half order to llama.cpp's interleaved RoPE pairs, as llama.cpp's own HF converter does;
  * `qwen3`, `qwen3moe` and `olmoe` use llama.cpp's NeoX RoPE, which is rotate-half: no permutation.
@@ -29,6 +30,7 @@ import { readRealValues } from '../io/weights.js';
 import { loadTokenizer } from '../io/tokenizer/index.js';
 import { isMoeLayer, type Layout, type ModelConfig } from '../model/config.js';
 import { moeParamNames, parameterSpecs } from '../model/skywork-moe.js';
+import { ggufTokenizerKvs, type Kv } from './gguf-vocab.js';
 
 export class ExportError extends Error {
   override name = 'ExportError';
@@ -53,7 +55,6 @@ export interface GgufExportResult {
   bytes: number;
 }
 
-type Kv = [string, GgufValueType, unknown, GgufValueType?];
 
 /** llama.cpp's architecture for each layout, and whether it uses interleaved (llama) RoPE pairs. */
 const ARCH: Record<Layout, { arch: string; interleavedRope: boolean }> = {
@@ -234,18 +235,14 @@ export async function exportGguf(dir: string, out: string, o: GgufExportOptions)
   const cfg = readConfig(dir);
   const refusal = ggufRefusal(cfg);
   if (refusal) throw new ExportError(`${join(dir, 'config.json')}: cannot export to GGUF: ${refusal}`);
-  if (!existsSync(join(dir, 'tokenizer.json'))) throw new ExportError(`${dir}: no tokenizer.json (GGUF carries the tokenizer)`);
+  if (!existsSync(join(dir, 'tokenizer.json')) && !existsSync(join(dir, 'tokenizer.model'))) {
+    throw new ExportError(`${dir}: no tokenizer.json or tokenizer.model (GGUF carries the tokenizer)`);
+  }
   const tok = await loadTokenizer(dir);
   if (tok.vocabSize > cfg.vocabSize) throw new ExportError(`${dir}: the tokenizer has ${tok.vocabSize} tokens, the model's vocab_size is ${cfg.vocabSize}`);
-  if (!tok.preTokenizer.isGpt2ByteLevel) throw new ExportError(`${dir}/tokenizer.json: only the GPT-2 byte-level pre-tokenizer maps to a llama.cpp pre-tokenizer here`);
+  const vocab = ggufTokenizerKvs(tok, cfg.vocabSize, { bos: cfg.bosTokenId, eos: cfg.eosTokenId, pad: cfg.padTokenId });
+  if (!Array.isArray(vocab)) throw new ExportError(`${tok.file ?? dir}: cannot export the tokenizer to GGUF: ${vocab.refusal}`);
 
-  // The vocabulary padded to vocab_size with unused tokens, as llama.cpp's HF converter does.
-  const tokens: string[] = [], types: number[] = [];
-  for (let id = 0; id < cfg.vocabSize; id++) {
-    const t = id < tok.vocabSize ? tok.idToToken(id) : undefined;
-    tokens.push(t ?? `[PAD${id}]`);
-    types.push(t === undefined ? 5 /* UNUSED */ : tok.isSpecial(id) ? 3 /* CONTROL */ : 1 /* NORMAL */);
-  }
   const A = ARCH[cfg.layout].arch;
   const kvs: Kv[] = [
     ['general.architecture', GgufValueType.STRING, A],
@@ -276,18 +273,8 @@ export async function exportGguf(dir: string, out: string, o: GgufExportOptions)
           ...(A === 'qwen3moe' ? ([[`${A}.expert_feed_forward_length`, GgufValueType.UINT32, cfg.moeIntermediateSize]] as Kv[]) : []),
         ] as Kv[])
       : []),
-    ['tokenizer.ggml.model', GgufValueType.STRING, 'gpt2'],
-    ['tokenizer.ggml.pre', GgufValueType.STRING, 'gpt-2'],
-    ['tokenizer.ggml.tokens', GgufValueType.ARRAY, tokens, GgufValueType.STRING],
-    ['tokenizer.ggml.token_type', GgufValueType.ARRAY, types, GgufValueType.INT32],
-    ['tokenizer.ggml.merges', GgufValueType.ARRAY, tok.merges.map(([a, b]) => `${a} ${b}`), GgufValueType.STRING],
-    ['tokenizer.ggml.bos_token_id', GgufValueType.UINT32, cfg.bosTokenId],
-    ['tokenizer.ggml.eos_token_id', GgufValueType.UINT32, cfg.eosTokenId],
-    ['tokenizer.ggml.padding_token_id', GgufValueType.UINT32, cfg.padTokenId],
-    ['tokenizer.ggml.add_bos_token', GgufValueType.BOOL, true],
-    ['tokenizer.ggml.add_eos_token', GgufValueType.BOOL, false],
+    ...vocab,
   ];
-  if (tok.unkId !== undefined) kvs.push(['tokenizer.ggml.unknown_token_id', GgufValueType.UINT32, tok.unkId]);
 
   const reader = openCheckpoint(dir);
   try {
