@@ -46,9 +46,7 @@ function bytePreTokenizer(tok: Tokenizer): string | { refusal: string } {
 function addsSpacePrefix(tok: Tokenizer): boolean {
   const n = tok.normalizer;
   const steps = n === null ? [] : n.type === 'Sequence' ? n.normalizers : [n];
-  if (steps.some((s) => s.type === 'Prepend' && s.prepend === '\u2581')) return true;
-  const p = tok.preTokenizer.spec;
-  return p?.type === 'Metaspace' && p.prepend_scheme !== 'never';
+  return steps.some((s) => s.type === 'Prepend' && s.prepend === '\u2581');
 }
 
 /** True for the Llama-2 family's shape: no pre-tokenizer split, spaces escaped as "▁". */
@@ -57,9 +55,7 @@ function isSentencePieceStyle(tok: Tokenizer): boolean {
   const steps = n === null ? [] : n.type === 'Sequence' ? n.normalizers : [n];
   const escapes = steps.some((s) => s.type === 'Replace' && 'String' in s.pattern && s.pattern.String === ' ' && s.content === '\u2581');
   const others = steps.every((s) => (s.type === 'Replace' && 'String' in s.pattern && s.pattern.String === ' ') || (s.type === 'Prepend' && s.prepend === '\u2581'));
-  const p = tok.preTokenizer.spec;
-  if (p === null) return escapes && others;
-  return steps.length === 0 && p.type === 'Metaspace' && !p.split && p.replacement === '\u2581';
+  return tok.preTokenizer.spec === null && escapes && others;
 }
 
 /**
@@ -108,6 +104,11 @@ export function ggufTokenizerKvs(tok: Tokenizer, vocabSize: number, ids: { bos: 
     ];
   }
 
+  if (tok.preTokenizer.spec?.type === 'Metaspace') {
+    // llama.cpp prepends the space to the text after every special token and to text that already
+    // starts with one; a Metaspace "first" scheme does neither.
+    return { refusal: 'its dummy prefix comes from a Metaspace pre-tokenizer (legacy: false), which llama.cpp does not reproduce; the legacy form (a Prepend normalizer) exports' };
+  }
   if (!isSentencePieceStyle(tok)) return { refusal: 'it is a character-level BPE without the SentencePiece "▁" whitespace escape, which llama.cpp has no tokenizer for' };
   if (model.continuingSubwordPrefix || model.endOfWordSuffix) return { refusal: 'llama.cpp has no subword prefixes or word suffixes' };
   // Score = -(rank of the first merge making the piece); pieces no merge makes rank after all.

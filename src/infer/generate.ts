@@ -3,13 +3,14 @@
  * server renders as SSE or as one response.
  */
 import * as T from '../tensor/index.js';
+import { stopTokenIds } from '../model/config.js';
 import type { SkyworkMoE } from '../model/skywork-moe.js';
 import { type SamplingOptions, sampleToken, validateSampling } from './sample.js';
 
 export interface GenerateOptions extends SamplingOptions {
   maxTokens?: number;
   seed?: number;
-  /** Stop when one of these ids is produced (default: the config's eos). The stop id is not yielded. */
+  /** Stop when one of these ids is produced (default: the config's eos ids). The stop id is not yielded. */
   stopIds?: number[];
 }
 
@@ -26,7 +27,7 @@ export function* generateTokens(model: SkyworkMoE, prompt: readonly number[], op
   if (prompt.length === 0) throw new RangeError('generate: the prompt has no tokens (add a bos token)');
   const maxTokens = Math.min(opts.maxTokens ?? 64, cfg.maxPositions - prompt.length);
   if (maxTokens <= 0) throw new RangeError(`generate: a prompt of ${prompt.length} tokens leaves no room within max_position_embeddings ${cfg.maxPositions}`);
-  const stop = new Set(opts.stopIds ?? [cfg.eosTokenId]);
+  const stop = new Set(opts.stopIds ?? stopTokenIds(cfg));
   const rng = new T.Rng(opts.seed ?? 0);
   const cache = model.newCache(1, prompt.length + maxTokens);
   try {

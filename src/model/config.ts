@@ -84,6 +84,13 @@ export interface ModelConfig {
   bosTokenId: number;
   eosTokenId: number;
   padTokenId: number;
+  /** Every end-of-sequence id when config.json lists several (Llama-3.1: end_of_text, eom, eot); the first is eosTokenId. */
+  eosTokenIds?: number[];
+  /**
+   * bos/eos/pad_token_id as config.json gave them (null, a list, or absent keys left out), so a
+   * save writes them back as they were rather than the numbers skymoe uses in their place.
+   */
+  givenTokenIds?: Partial<Record<'bos_token_id' | 'eos_token_id' | 'pad_token_id', number | number[] | null>>;
   initializerRange: number;
   /** router_aux_loss_coef of Mixtral, Qwen3-MoE and OLMoE, kept for round trips. */
   routerAuxLossCoef?: number;
@@ -365,6 +372,11 @@ export function configFromHF(raw: unknown, file?: string): ModelConfig {
     bosTokenId: base.bos_token_id ?? 1,
     eosTokenId: eos ?? 2,
     padTokenId: base.pad_token_id ?? 0,
+    ...(Array.isArray(base.eos_token_id) && base.eos_token_id.length > 1 ? { eosTokenIds: [...base.eos_token_id] } : {}),
+    // Only when writing the plain ids back would change the file: a null, a list or an absent id.
+    ...(TOKEN_ID_FIELDS.some((k) => typeof o[k] !== 'number')
+      ? { givenTokenIds: Object.fromEntries(TOKEN_ID_FIELDS.filter((k) => k in o).map((k) => [k, o[k] as number | number[] | null])) }
+      : {}),
     initializerRange: base.initializer_range ?? 0.02,
     extra,
   };
@@ -414,6 +426,7 @@ export function validateConfig(c: ModelConfig, file?: string): void {
     if (seen.has(l)) bad('mlp_only_layers', `layer ${l} is listed twice`);
     seen.add(l);
   }
+  for (const id of c.eosTokenIds ?? []) if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) bad('eos_token_id', `${id} is outside the vocabulary (${c.vocabSize})`);
   for (const [f, id] of [['bos_token_id', c.bosTokenId], ['eos_token_id', c.eosTokenId], ['pad_token_id', c.padTokenId]] as const) {
     if (id >= c.vocabSize) bad(f, `${id} is outside the vocabulary (${c.vocabSize})`);
   }
@@ -448,6 +461,38 @@ export function isMoeLayer(c: ModelConfig, i: number): boolean {
   return c.numExperts > 0 && !c.mlpOnlyLayers.includes(i) && (i + 1) % c.moeInterval === 0;
 }
 
+const TOKEN_ID_FIELDS = ['bos_token_id', 'eos_token_id', 'pad_token_id'] as const;
+
+/** The ids generation stops at by default: every eos id of the config. */
+export function stopTokenIds(c: ModelConfig): number[] {
+  return c.eosTokenIds && c.eosTokenIds[0] === c.eosTokenId ? [...c.eosTokenIds] : [c.eosTokenId];
+}
+
+/**
+ * bos/eos/pad_token_id for config.json: as the file gave them (null, absent, a list) while the
+ * ids skymoe derived from them are unchanged; the ids themselves otherwise.
+ */
+function tokenIdFields(c: ModelConfig): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const current = { bos_token_id: c.bosTokenId, eos_token_id: c.eosTokenId, pad_token_id: c.padTokenId };
+  const defaults = { bos_token_id: 1, eos_token_id: 2, pad_token_id: 0 };
+  const eos = stopTokenIds(c);
+  for (const k of TOKEN_ID_FIELDS) {
+    const given = c.givenTokenIds;
+    const value = k === 'eos_token_id' && eos.length > 1 ? eos : current[k];
+    if (given === undefined) {
+      out[k] = value;
+      continue;
+    }
+    const raw = given[k];
+    const derived = raw === undefined || raw === null ? defaults[k] : Array.isArray(raw) ? raw[0] : raw;
+    if (derived !== current[k]) out[k] = value;
+    else if (k in given) out[k] = raw;
+    // absent from the file and unchanged: left out, as it was
+  }
+  return out;
+}
+
 /**
  * The Hugging Face config.json object for a config in its layout (see layoutRefusal for what a
  * layout can say; saveModel checks it first).
@@ -468,9 +513,7 @@ export function configToHF(c: ModelConfig): Record<string, unknown> {
     rms_norm_eps: c.rmsNormEps,
     hidden_act: 'silu',
     tie_word_embeddings: c.tieWordEmbeddings,
-    bos_token_id: c.bosTokenId,
-    eos_token_id: c.eosTokenId,
-    pad_token_id: c.padTokenId,
+    ...tokenIdFields(c),
     initializer_range: c.initializerRange,
     torch_dtype: 'float32',
   };

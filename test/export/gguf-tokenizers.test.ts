@@ -7,7 +7,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -124,6 +124,11 @@ test("llama.cpp tokenizes the corpus exactly as skymoe does (Llama-2, a sentence
         n += ours.length;
       });
       assert.ok(n > 5000, `${c.name}: ${n} tokens compared`);
+      // Special and added tokens in the text, matched as tokens on both sides (llama.cpp's legacy
+      // SentencePiece handling puts a space prefix after each, as transformers' legacy mode).
+      const marked = ['Hello <tool>world', 'a <s> b </s>c', '<tool> <tool>x', 'end</s>', ' lead <s>  two'].filter((s) => s.split(/(<\/?s>|<tool>)/).every((p) => !/^<.*>$/.test(p) || c.tok.isAdded(c.tok.tokenToId(p) ?? -1)));
+      const special = await llamaTokenize(peer, join(work, `${c.name}.gguf`), marked, true);
+      marked.forEach((s, i) => assert.deepEqual(special[i], c.tok.encode(s, { allowSpecial: true, addSpecialTokens: false }), `${c.name}: ${JSON.stringify(s)}`));
     }
   } finally {
     await peer.llama.dispose();
@@ -133,4 +138,8 @@ test("llama.cpp tokenizes the corpus exactly as skymoe does (Llama-2, a sentence
 test('tokenizers llama.cpp has no equivalent for are refused, naming why', async () => {
   const dir = tinyModel('unigram', 'llama', 600, [[join(SPM, 'unigram.model'), 'tokenizer.model']], { bos: 1, eos: 2, pad: 0 });
   await assert.rejects(exportGguf(dir, join(work, 'u.gguf'), { type: 'f16' }), /tokenizer\.model: cannot export the tokenizer to GGUF: llama\.cpp has no Unigram tokenizer/);
+  // legacy: false: llama.cpp would put a space after every special token and before leading spaces
+  const modern = tinyModel('modern', 'llama', 700, [[join(SPM, 'bpe_fallback.model'), 'tokenizer.model']], { bos: 1, eos: 2, pad: 0 });
+  writeFileSync(join(modern, 'tokenizer_config.json'), JSON.stringify({ legacy: false }));
+  await assert.rejects(exportGguf(modern, join(work, 'm.gguf'), { type: 'f16' }), /cannot export the tokenizer to GGUF: its dummy prefix comes from a Metaspace pre-tokenizer \(legacy: false\)/);
 });

@@ -122,7 +122,7 @@ describe('tokenizer.model files trained by the sentencepiece library', () => {
     expected = JSON.parse(await readFile(join(FIXTURES, 'expected.json'), 'utf8'));
   });
 
-  for (const name of ['bpe_fallback', 'bpe_ws', 'unigram', 'unigram_unk']) {
+  for (const name of ['bpe_fallback', 'bpe_ws', 'unigram', 'unigram_unk', 'unigram_ws']) {
     it(`${name}: encodes every sample to sentencepiece's ids and decodes to its text`, async () => {
       const m = expected.models[name]!;
       const bytes = await readFile(join(FIXTURES, `${name}.model`));
@@ -152,10 +152,25 @@ describe('tokenizer.model files trained by the sentencepiece library', () => {
     const plain = fb.encode('a </s> b <s>', { addSpecialTokens: false });
     assert.ok(!plain.includes(fb.eosId!) && !plain.includes(fb.bosId!), 'control tokens from plain text');
     assert.deepEqual(fb.encode('</s>', { allowSpecial: true, addSpecialTokens: false }), [fb.eosId]);
+    // Byte pieces only stand in for unknown characters: typed "<0x41>" is not the letter A.
+    const typed = fb.encode('<0x41>', { addSpecialTokens: false });
+    assert.ok(!typed.includes(fb.tokenToId('<0x41>')!), 'a byte piece matched from text');
+    assert.equal(fb.decode(typed), '<0x41>');
     const unk = tokenizerFromSentencePiece(await readFile(join(FIXTURES, 'unigram_unk.model')));
     const u = unk.encode('東京', { addSpecialTokens: false });
     assert.ok(u.includes(unk.unkId!), 'an unknown run gives <unk>');
     assert.equal(u.filter((id) => id === unk.unkId).length, 1, 'consecutive unknown characters fuse into one <unk>');
+  });
+});
+
+describe('long inputs', () => {
+  it('a run of 150k characters no piece covers becomes one <unk> (no stack overflow), or its bytes', async () => {
+    const unk = tokenizerFromSentencePiece(await readFile(join(FIXTURES, 'unigram_unk.model')));
+    const ids = unk.encode('🐳'.repeat(150_000), { addSpecialTokens: false });
+    assert.ok(ids.length <= 2 && ids.includes(unk.unkId!), `${ids.length} ids`);
+    const fb = tokenizerFromSentencePiece(await readFile(join(FIXTURES, 'unigram.model')));
+    const bytes = fb.encode('🐳'.repeat(150_000), { addSpecialTokens: false });
+    assert.equal(fb.decode(bytes), '🐳'.repeat(150_000));
   });
 });
 

@@ -65,6 +65,10 @@ describe('pre-tokenizers', () => {
     assert.deepEqual(s('[\\s,]+', 'a, b\u0085c'), ['a', 'b', 'c']);
     assert.deepEqual(s('\\d', 'a٣b'), ['a', 'b']);
     assert.deepEqual(s('\\W+', 'é-ü'), ['é', 'ü']);
+    // ^ and $ are line anchors in Oniguruma; \A and \z the ends of the text.
+    const r = (re: string, text: string) => compileNormalizer(parseNormalizer({ type: 'Replace', pattern: { Regex: re }, content: '' }, 'n'))(text);
+    assert.equal(r('^ +| +$', ' a \n b '), 'a\nb');
+    assert.equal(r('\\A +| +\\z', ' a \n b '), 'a \n b');
   });
 });
 
@@ -82,6 +86,7 @@ describe('normalizers', () => {
     assert.equal(n({ type: 'Strip', strip_left: true, strip_right: true }, '\u0085 x \ufeff'), 'x \ufeff');
     assert.equal(n({ type: 'Strip', strip_left: false, strip_right: true }, ' x '), ' x');
     assert.equal(n({ type: 'Lowercase' }, 'ÀB'), 'àb');
+    assert.equal(n({ type: 'Lowercase' }, 'ΟΔΟΣ ΣΑΣ'), 'οδοσ σασ', 'character by character: no final sigma (Rust)');
     assert.equal(n({ type: 'NFKC' }, 'ﬁ①'), 'fi1');
     assert.equal(n({ type: 'Sequence', normalizers: [{ type: 'NFD' }, { type: 'StripAccents' }] }, 'café'), 'cafe');
     assert.equal(n({ type: 'Replace', pattern: { String: '$&' }, content: '$1' }, 'a$&b'), 'a$1b', 'replacement text is literal');
@@ -152,6 +157,12 @@ describe('BPE details', () => {
     assert.deepEqual(merged.encode('a▁b'), [merged.tokenToId('a▁b')!], 'a merge across the "▁" run is kept');
   });
 
+  it('a merge listed twice takes its last rank (Rust fills a map in order)', () => {
+    const vocab = new Map(['a', 'b', 'c', 'ab', 'bc'].map((t, i) => [t, i]));
+    const t = new Tokenizer({ model: new BpeModel({ vocab, merges: [['a', 'b'], ['b', 'c'], ['a', 'b']], byteLevel: false }), decoder: null });
+    assert.deepEqual(t.encode('abc'), [0, 4]);
+  });
+
   it('merges by rank across a word: "▁ab" is ▁a + b, not ▁ + ab', () => {
     assert.deepEqual(tiny([]).encode('▁ab'), [5, 3]);
   });
@@ -172,6 +183,9 @@ describe('added tokens', () => {
     // Inside "abc" it is left to the model, which merges a b.
     assert.deepEqual(t.encode('abc'), [6, 4]);
     assert.deepEqual(tiny([{ content: 'bc', id: 11 }]).encode('abc'), [2, 11], 'without single_word it matches inside words');
+    // Word characters are Rust's \w: "_" and combining marks too.
+    assert.deepEqual(tiny([{ content: 'bc', id: 11, singleWord: true }]).encode('bc_'), [3, 4, 0]);
+    assert.deepEqual(tiny([{ content: 'bc', id: 11, singleWord: true }]).encode('\u0301bc'), [0, 3, 4]);
   });
 
   it('the longest added token wins at a position, and special ones need allowSpecial', () => {

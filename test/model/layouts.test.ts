@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { JsBackend } from '../../src/backend/js/index.js';
 import * as T from '../../src/tensor/index.js';
-import { ConfigError, configFromHF, configToHF, isMoeLayer, layoutRefusal, type ModelConfig } from '../../src/model/config.js';
+import { ConfigError, configFromHF, configToHF, isMoeLayer, layoutRefusal, stopTokenIds, type ModelConfig } from '../../src/model/config.js';
 import { countParams } from '../../src/model/params.js';
 import { SkyworkMoE } from '../../src/model/skywork-moe.js';
 import { AdamW } from '../../src/train/optimizer.js';
@@ -20,13 +20,9 @@ import { tinyLayouts } from './tiny-layouts.js';
 const configs = fileURLToPath(new URL('../../../test/fixtures/configs/', import.meta.url));
 const published = (name: string) => JSON.parse(readFileSync(`${configs}${name}`, 'utf8')) as Record<string, unknown>;
 
-/**
- * The fields of a written config.json are the original's with their values (torch_dtype follows the
- * saved weights; skymoe always writes pad_token_id, HF's default for it being none).
- */
+/** The fields of a written config.json are the original's with their values (torch_dtype follows the saved weights). */
 function sameFields(written: Record<string, unknown>, original: Record<string, unknown>, what: string): void {
   const { torch_dtype: _a, ...w } = written;
-  if (!('pad_token_id' in original)) delete w.pad_token_id;
   const { torch_dtype: _b, ...o } = original;
   assert.deepEqual(Object.keys(w).sort(), Object.keys(o).sort(), `${what}: the same fields`);
   for (const k of Object.keys(o)) assert.deepEqual(w[k], o[k], `${what}: field '${k}'`);
@@ -46,14 +42,31 @@ test('Qwen3-30B-A3B as published: head_dim 128 apart from 2048 / 32, per-head q/
   assert.ok(Math.abs(n.total / 30.5e9 - 1) < 0.01 && Math.abs(n.active / 3.3e9 - 1) < 0.02, `${n.total} / ${n.active}`);
 });
 
-test('OLMoE-1B-7B as published: q/k norm over the whole projections, 64 experts top-8 not renormalized; written back field for field (but bos_token_id null)', () => {
+test('OLMoE-1B-7B as published: q/k norm over the whole projections, 64 experts top-8 not renormalized; written back field for field (bos_token_id null kept)', () => {
   const raw = published('olmoe-1b-7b-0924.json');
   const c = configFromHF(raw);
   assert.deepEqual([c.layout, c.qkNorm, c.headDim, c.numExperts, c.topK, c.normTopK, c.moeIntermediateSize, c.padTokenId, c.eosTokenId], ['olmoe', 'full', 128, 64, 8, false, 1024, 1, 50279]);
-  // skymoe has no "no BOS": a null bos_token_id is read as 1 and written so (the only field that changes)
-  sameFields(configToHF(c), { ...raw, bos_token_id: 1 }, 'OLMoE');
+  // skymoe uses 1 in place of a null bos_token_id, and writes null back
+  assert.equal(raw.bos_token_id, null);
+  sameFields(configToHF(c), raw, 'OLMoE');
+  // a changed id is written as it now is
+  assert.equal(configToHF({ ...c, bosTokenId: 7 }).bos_token_id, 7);
   const n = countParams(c);
   assert.ok(Math.abs(n.total / 6.9e9 - 1) < 0.01 && Math.abs(n.active / 1.3e9 - 1) < 0.02, `${n.total} / ${n.active}`);
+});
+
+test('eos_token_id lists (Llama-3.1) are kept: generation stops at each, and a save writes the list', () => {
+  const llama31 = {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', bos_token_id: 128000, eos_token_id: [128001, 128008, 128009], hidden_size: 64, intermediate_size: 128,
+    num_attention_heads: 4, num_hidden_layers: 1, max_position_embeddings: 128, vocab_size: 128256, rope_theta: 500000, rms_norm_eps: 1e-5, tie_word_embeddings: true,
+  };
+  const c = configFromHF(llama31);
+  assert.deepEqual([c.eosTokenId, stopTokenIds(c)], [128001, [128001, 128008, 128009]]);
+  assert.equal('pad_token_id' in configToHF(c), false, 'absent stays absent');
+  const written = configToHF(c);
+  assert.deepEqual([written.bos_token_id, written.eos_token_id], [128000, [128001, 128008, 128009]]);
+  assert.deepEqual(configToHF(configFromHF(written)).eos_token_id, [128001, 128008, 128009], 'save -> load -> save');
+  assert.throws(() => configFromHF({ ...llama31, eos_token_id: [128001, 200000] }), /field 'eos_token_id': 200000 is outside the vocabulary/);
 });
 
 test('Llama-2 (pretraining_tp 1, no rope_theta) and Mistral (head_dim given, sliding_window null) configs', () => {

@@ -109,8 +109,8 @@ export class BpeModel {
       const joined = prefixLen && b.startsWith(this.continuingSubwordPrefix!) ? a + b.slice(prefixLen) : a + b;
       const merged = this.vocab.get(joined) ?? fail(`${what}: result ${JSON.stringify(joined)} is not in the vocab`, field);
       const key = left * this.stride + right;
-      // A repeated merge keeps its first (lowest) rank, as HF does.
-      if (!this.ranks.has(key)) this.ranks.set(key, rank);
+      // A repeated merge takes its last rank, as HF's Rust BPE (a map filled in order) does.
+      this.ranks.set(key, rank);
       this.mergedId[rank] = merged;
     });
   }

@@ -95,7 +95,9 @@ export function compileNormalizer(spec: NormalizerSpec | null, field = 'normaliz
       return (t) => t.normalize(form);
     }
     case 'Lowercase':
-      return (t) => t.toLowerCase();
+      // Character by character, as Rust's char::to_lowercase: no final-sigma rule (JS
+      // toLowerCase turns a word-final Σ into ς, Rust into σ).
+      return (t) => (/[\u03a3]/.test(t) ? Array.from(t, (c) => c.toLowerCase()).join('') : t.toLowerCase());
     case 'StripAccents':
       // Rust removes combining marks (Mn) from whatever form the text is in.
       return (t) => t.replace(/\p{Mn}/gu, '');

@@ -265,6 +265,10 @@ function splitPiece(p: Piece, re: RegExp, behavior: SplitBehavior, invert: boole
 
 const ONIG_WORD = String.raw`\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}`;
 const ESCAPES: Record<string, string> = {
+  // Oniguruma's string anchors (JS has none): start, end, end before a final newline.
+  A: String.raw`(?<![\s\S])`,
+  z: String.raw`(?![\s\S])`,
+  Z: String.raw`(?=\n?(?![\s\S]))`,
   s: String.raw`\p{White_Space}`,
   S: String.raw`\P{White_Space}`,
   d: String.raw`\p{Nd}`,
@@ -281,10 +285,10 @@ const CLASS_ESCAPES: Record<string, string> = {
 };
 
 /**
- * Compile a tokenizer.json regex (Oniguruma syntax) as a JS unicode regex. The one construct the
- * common byte-level files use that JS (Node 20) lacks is the scoped flag group `(?i:...)` of
- * Llama-3's and Qwen2's contraction alternatives; it is rewritten by spelling each ASCII letter as
- * a two-case class. Anything else JS cannot parse is a TokenizerError naming the field.
+ * Compile a tokenizer.json regex (Oniguruma syntax) as a JS unicode regex: the scoped flag group
+ * `(?i:...)` of Llama-3's and Qwen2's contraction alternatives (each ASCII letter spelled as a
+ * two-case class), Oniguruma's meaning of \s \d \w and of the anchors ^ $ (lines) \A \z \Z.
+ * Anything else JS cannot parse is a TokenizerError naming the field.
  */
 export function compileHfRegex(pattern: string, field: string, file?: string): RegExp {
   let out = '';
@@ -332,6 +336,11 @@ export function compileHfRegex(pattern: string, field: string, file?: string): R
       if (depth === caseless) caseless = 0;
       depth--;
       out += c;
+    } else if (c === '^') {
+      // Oniguruma's ^ and $ are line anchors (JS's, without the m flag, are string anchors).
+      out += String.raw`(?:(?<![\s\S])|(?<=\n))`;
+    } else if (c === '$') {
+      out += String.raw`(?:(?=\n)|(?![\s\S]))`;
     } else if (caseless && /[A-Za-z]/.test(c)) {
       out += `[${c.toLowerCase()}${c.toUpperCase()}]`;
     } else {

@@ -335,7 +335,7 @@ function isObject(x: unknown): x is Record<string, unknown> {
 function whitespaceNormalizers(m: SentencePieceModel): NormalizerSpec[] {
   if (!m.normalizer.removeExtraWhitespaces) return [];
   return [
-    { type: 'Replace', pattern: { Regex: '^ +| +$' }, content: '' },
+    { type: 'Replace', pattern: { Regex: '\\A +| +\\z' }, content: '' },
     { type: 'Replace', pattern: { Regex: ' {2,}' }, content: ' ' },
   ];
 }
@@ -401,6 +401,16 @@ export function tokenizerFromSentencePieceModel(m: SentencePieceModel, file = 't
   const template = { prefix: addBos ? [roles.bos!] : [], suffix: addEos ? [roles.eos!] : [] };
 
   const prefix = m.normalizer.addDummyPrefix;
+  // transformers' "legacy" conversion (its default, and what its Python Llama and T5 tokenizers
+  // do) prepends the dummy prefix to every stretch of text between added tokens, whatever the
+  // text starts with, as sentencepiece does for a whole text; legacy: false in
+  // tokenizer_config.json prepends it once, at the start of the input, and (as transformers'
+  // Metaspace) not before text that already starts with a space.
+  const legacy = !(isObject(config) && config.legacy === false);
+  const ws = whitespaceNormalizers(m);
+  const escape: NormalizerSpec[] = [...(prefix ? [{ type: 'Prepend', prepend: '\u2581' } as const] : []), { type: 'Replace', pattern: { String: ' ' }, content: '\u2581' }];
+  const normalizer: NormalizerSpec | null = legacy ? { type: 'Sequence', normalizers: [...ws, ...escape] } : ws.length ? { type: 'Sequence', normalizers: ws } : null;
+  const firstScheme = prefix ? 'first' : 'never';
   if (t.modelType === SpmModelType.BPE) {
     const vocab = new Map<string, number>();
     m.pieces.forEach((p, id) => {
@@ -411,20 +421,7 @@ export function tokenizerFromSentencePieceModel(m: SentencePieceModel, file = 't
     const mergeable = m.pieces.map((p) => (p.type === PieceType.NORMAL || p.type === PieceType.USER_DEFINED ? p : { ...p, piece: '\u0000' }));
     const merges = mergesFromPieces(mergeable).filter(([l, r]) => vocab.has(l) && vocab.has(r));
     const model = new BpeModel({ vocab, merges, byteLevel: false, byteFallback: t.byteFallback, unkToken: unk ?? null, fuseUnk: true, file });
-    // transformers' "legacy" conversion (its default) prepends the dummy prefix to every piece of
-    // text between added tokens; legacy: false in tokenizer_config.json prepends it once, at the
-    // start of the input, as the sentencepiece library does.
-    const legacy = !(isObject(config) && config.legacy === false);
-    const ws = whitespaceNormalizers(m);
-    const normalizer: NormalizerSpec | null = legacy
-      ? {
-          type: 'Sequence',
-          normalizers: [...ws, ...(prefix ? [{ type: 'Prepend', prepend: '\u2581' } as const] : []), { type: 'Replace', pattern: { String: ' ' }, content: '\u2581' }],
-        }
-      : ws.length
-        ? { type: 'Sequence', normalizers: ws }
-        : null;
-    const preTokenizer: PreTokenizerSpec | null = legacy ? null : { type: 'Metaspace', replacement: '\u2581', prepend_scheme: prefix ? 'first' : 'never', split: false };
+    const preTokenizer: PreTokenizerSpec | null = legacy ? null : { type: 'Metaspace', replacement: '\u2581', prepend_scheme: firstScheme, split: false };
     const decoder: DecoderSpec = {
       type: 'Sequence',
       decoders: [
@@ -442,16 +439,19 @@ export function tokenizerFromSentencePieceModel(m: SentencePieceModel, file = 't
     byteFallback: t.byteFallback,
     file,
   });
-  const ws = whitespaceNormalizers(m);
-  const scheme = prefix ? 'always' : 'never';
+  // sentencepiece never matches byte or unused pieces in text (byte pieces only stand in for
+  // unknown characters): typed "<0x41>" stays those characters.
+  model.blockPieces(m.pieces.flatMap((p, id) => (p.type === PieceType.BYTE || p.type === PieceType.UNUSED ? [id] : [])));
+  const metaspace = { type: 'Metaspace', replacement: '\u2581', split: true } as const;
+  const decodeScheme = prefix ? 'always' : 'never';
   return new Tokenizer({
     model,
     addedTokens,
-    normalizer: ws.length ? { type: 'Sequence', normalizers: ws } : null,
-    preTokenizer: { type: 'Metaspace', replacement: '\u2581', prepend_scheme: scheme, split: true },
+    normalizer,
+    preTokenizer: { ...metaspace, prepend_scheme: legacy ? 'never' : firstScheme },
     decoder: t.byteFallback
-      ? { type: 'Sequence', decoders: [{ type: 'ByteFallback' }, { type: 'Metaspace', replacement: '\u2581', prepend_scheme: scheme, split: true }] }
-      : { type: 'Metaspace', replacement: '\u2581', prepend_scheme: scheme, split: true },
+      ? { type: 'Sequence', decoders: [{ type: 'ByteFallback' }, { ...metaspace, prepend_scheme: decodeScheme }] }
+      : { ...metaspace, prepend_scheme: decodeScheme },
     template,
     roles,
     chatTemplate,

@@ -77,8 +77,8 @@ export interface DecodeOptions {
 const UTF8 = new TextEncoder();
 // ignoreBOM keeps a leading U+FEFF: it is text the model produced, not a byte order mark.
 const UTF8_DECODER = new TextDecoder('utf-8', { ignoreBOM: true });
-/** Rust's char::is_alphanumeric, for single_word added tokens. */
-const WORD_CHAR = /[\p{Alphabetic}\p{N}]/u;
+/** A word character for single_word added tokens: \w of Rust's regex crate (Unicode). */
+const WORD_CHAR = /[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]/u;
 const LEADING_WS = /^\p{White_Space}+/u;
 const TRAILING_WS = /\p{White_Space}+$/u;
 

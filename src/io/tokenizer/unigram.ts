@@ -100,6 +100,9 @@ export class UnigramModel {
   private encodeWord(word: string): number[] {
     const cps = Array.from(word, (c) => c.codePointAt(0)!);
     const n = cps.length;
+    // UTF-16 offset of each code point boundary, to cut pieces out of `word` directly.
+    const at = new Int32Array(n + 1);
+    for (let i = 0; i < n; i++) at[i + 1] = at[i]! + (cps[i]! > 0xffff ? 2 : 1);
     const best = new Float64Array(n + 1).fill(-Infinity);
     const from = new Int32Array(n + 1).fill(-1);
     const idAt = new Int32Array(n + 1).fill(-1);
@@ -150,7 +153,7 @@ export class UnigramModel {
         ids.push(id);
         continue;
       }
-      const text = String.fromCodePoint(...cps.slice(s, e));
+      const text = word.slice(at[s]!, at[e]!);
       const known = this.vocab.get(text); // the unk piece's own text, e.g. "<unk>"
       if (known !== undefined) {
         ids.push(known);
