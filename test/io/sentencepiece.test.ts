@@ -143,6 +143,22 @@ describe('tokenizer.model files trained by the sentencepiece library', () => {
     });
   }
 
+  it('remove_extra_whitespaces drops a "▁" the text ends with, as sentencepiece does (it strips "▁" after escaping spaces)', async () => {
+    // Checked against sentencepiece: 'x▁', 'x ▁' and 'x▁▁ ' encode as 'x' with bpe_ws and unigram.
+    for (const name of ['bpe_ws', 'unigram']) {
+      const bytes = await readFile(join(FIXTURES, `${name}.model`));
+      for (const legacy of [true, false]) {
+        const tok = tokenizerFromSentencePiece(bytes, name, { legacy });
+        const x = tok.encode('x', { addSpecialTokens: false });
+        for (const s of ['x\u2581', 'x \u2581', 'x\u2581\u2581 ']) assert.deepEqual(tok.encode(s, { addSpecialTokens: false }), x, `${name}, legacy ${legacy}: ${JSON.stringify(s)}`);
+        assert.notDeepEqual(tok.encode('x\u2581y', { addSpecialTokens: false }), tok.encode('xy', { addSpecialTokens: false }), 'an inner "▁" stays');
+      }
+    }
+    // Without whitespace removal it stays.
+    const keep = tokenizerFromSentencePiece(await readFile(join(FIXTURES, 'bpe_fallback.model')));
+    assert.notDeepEqual(keep.encode('x\u2581', { addSpecialTokens: false }), keep.encode('x', { addSpecialTokens: false }));
+  });
+
   it('byte fallback shows: unseen characters become <0xXX> pieces, and unknown ones <unk> without it', async () => {
     const fb = tokenizerFromSentencePiece(await readFile(join(FIXTURES, 'unigram.model')));
     const ids = fb.encode('東', { addSpecialTokens: false });

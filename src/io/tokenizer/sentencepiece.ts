@@ -331,11 +331,15 @@ function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
-/** Spaces SentencePiece removes with remove_extra_whitespaces: leading, trailing, repeated. */
+/**
+ * Spaces SentencePiece removes with remove_extra_whitespaces: leading, trailing, repeated. At the
+ * end it strips "▁" after escaping spaces (normalizer.cc), so a "▁" the text itself ends with
+ * goes too.
+ */
 function whitespaceNormalizers(m: SentencePieceModel): NormalizerSpec[] {
   if (!m.normalizer.removeExtraWhitespaces) return [];
   return [
-    { type: 'Replace', pattern: { Regex: '^ +| +$' }, content: '' },
+    { type: 'Replace', pattern: { Regex: '^ +|[ \u2581]+$' }, content: '' },
     { type: 'Replace', pattern: { Regex: ' {2,}' }, content: ' ' },
   ];
 }
