@@ -7,6 +7,7 @@
  *   sentencepiece differ (checked against the Rust crate: src/lib.rs built with
  *   unicode-segmentation 1.13);
  * - grapheme clusters found on short windows are those of the whole text;
+ * - tokenizer.json's `Precompiled` normalizer applies the map and is written back unchanged;
  * - damaged maps are TokenizerErrors naming the file and the field.
  */
 import assert from 'node:assert/strict';
@@ -15,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { parseSentencePiece, TokenizerError } from '../../src/io/tokenizer/index.js';
+import { BpeModel, parseSentencePiece, tokenizerFromJson, tokenizerToJson, TokenizerError } from '../../src/io/tokenizer/index.js';
 import { charsmapFromBase64, charsmapToBase64, forEachGrapheme, PrecompiledCharsMap } from '../../src/io/tokenizer/precompiled.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/sentencepiece', import.meta.url));
@@ -162,6 +163,31 @@ describe('grapheme clusters', () => {
   it('a cluster longer than the window is kept whole', () => {
     const zalgo = 'x' + '\u0301'.repeat(100);
     assert.deepEqual(clusters(`${zalgo}a${zalgo}`), [zalgo, 'a', zalgo]);
+  });
+});
+
+describe("tokenizer.json's Precompiled normalizer", () => {
+  const b64 = charsmapToBase64(buildCharsmap(RULES));
+  /** A character-level BPE tokenizer.json (no merges) over a few letters, with `normalizer`. */
+  const file = (normalizer: unknown) => {
+    const model = new BpeModel({ vocab: new Map(['<unk>', 'a', 'f', 'i', 'n', 'e', ' ', 'x'].map((t, i) => [t, i])), merges: [], byteLevel: false, unkToken: '<unk>' }).toJson();
+    return { version: '1.0', truncation: null, padding: null, added_tokens: [], normalizer, pre_tokenizer: null, post_processor: null, decoder: null, model };
+  };
+
+  it('normalizes with the map, in a Sequence, and is written back unchanged', () => {
+    const normalizer = { type: 'Sequence', normalizers: [{ type: 'Precompiled', precompiled_charsmap: b64 }, { type: 'Replace', pattern: { String: 'x' }, content: 'a' }] };
+    const tok = tokenizerFromJson(file(normalizer));
+    // ﬁ -> fi, U+3000 -> space, A -> a, the bell character deleted, then x -> a.
+    assert.deepEqual(tok.encode('ﬁne\u3000A\u0007x').map((id) => tok.idToToken(id)).join('|'), 'f|i|n|e| |a|a');
+    assert.deepEqual(tokenizerToJson(tok).normalizer, normalizer);
+  });
+
+  it('a missing, non-base64 or damaged map is named by file and field', () => {
+    const bad = (precompiled: unknown, pattern: RegExp) =>
+      assert.throws(() => tokenizerFromJson(file({ type: 'Sequence', normalizers: [{ type: 'Precompiled', precompiled_charsmap: precompiled }] }), 't.json'), pattern);
+    bad(undefined, /t\.json: normalizer\.normalizers\[0\]\.precompiled_charsmap: expected a string/);
+    bad('not base64!', /t\.json: normalizer\.normalizers\[0\]\.precompiled_charsmap: not standard padded base64/);
+    bad(b64.slice(0, 400), /t\.json: normalizer\.normalizers\[0\]\.precompiled_charsmap: damaged precompiled charsmap: trie size \d+ runs past the end/);
   });
 });
 

@@ -6,8 +6,9 @@
  * dummy prefix and whitespace escape become a Prepend "▁" / Replace " " -> "▁" normalizer (or,
  * with `legacy: false` in tokenizer_config.json, a Metaspace pre-tokenizer that prepends once),
  * and control / user-defined pieces become added tokens. Unigram models become a Unigram tokenizer
- * with a Metaspace pre-tokenizer. What is not representable (a precompiled normalization map,
- * whitespace-as-suffix, WORD/CHAR models) is a TokenizerError naming the field.
+ * with a Metaspace pre-tokenizer. A precompiled normalization map (nmt_nfkc, sentencepiece's
+ * default rule) becomes a Precompiled normalizer ahead of the rest. What is not representable
+ * (whitespace-as-suffix, WORD/CHAR models) is a TokenizerError naming the field.
  *
  * ModelProto fields used: 1 pieces {1 piece, 2 score (float), 3 type}, 2 trainer_spec
  * {3 model_type, 4 vocab_size, 24 treat_whitespace_as_suffix, 35 byte_fallback, 40-43
@@ -18,6 +19,7 @@ import { BpeModel } from './bpe.js';
 import type { DecoderSpec } from './decoders.js';
 import { TokenizerError } from './errors.js';
 import type { NormalizerSpec } from './normalize.js';
+import { charsmapToBase64, PrecompiledCharsMap } from './precompiled.js';
 import type { PreTokenizerSpec } from './pretokenize.js';
 import { Tokenizer, type AddedToken, type SpecialTokenRoles } from './tokenizer.js';
 import { UnigramModel } from './unigram.js';
@@ -332,16 +334,25 @@ function isObject(x: unknown): x is Record<string, unknown> {
 }
 
 /**
- * Spaces SentencePiece removes with remove_extra_whitespaces: leading, trailing, repeated. At the
- * end it strips "▁" after escaping spaces (normalizer.cc), so a "▁" the text itself ends with
- * goes too.
+ * What SentencePiece's normalizer does before the dummy prefix and the "▁" escape, as
+ * normalizers: the precompiled map first (as transformers' SpmConverter places it), then, with
+ * remove_extra_whitespaces, dropping leading, trailing and repeated spaces. sentencepiece removes
+ * spaces from the map's output (normalizer.cc: a space the map produces counts, a character it
+ * maps to "" does not), which is what running these on the mapped text does. At the end it strips
+ * "▁" after escaping spaces, so a "▁" the text ends with goes too.
  */
-function whitespaceNormalizers(m: SentencePieceModel): NormalizerSpec[] {
-  if (!m.normalizer.removeExtraWhitespaces) return [];
-  return [
-    { type: 'Replace', pattern: { Regex: '^ +|[ \u2581]+$' }, content: '' },
-    { type: 'Replace', pattern: { Regex: ' {2,}' }, content: ' ' },
-  ];
+function textNormalizers(m: SentencePieceModel, file: string): NormalizerSpec[] {
+  const out: NormalizerSpec[] = [];
+  const charsmap = m.normalizer.precompiledCharsmap;
+  if (charsmap.length > 0) {
+    // Parsed here so that a damaged map is named by its field in the .model.
+    PrecompiledCharsMap.parse(charsmap, file, 'normalizer_spec.precompiled_charsmap');
+    out.push({ type: 'Precompiled', precompiled_charsmap: charsmapToBase64(charsmap) });
+  }
+  if (m.normalizer.removeExtraWhitespaces) {
+    out.push({ type: 'Replace', pattern: { Regex: '^ +|[ \u2581]+$' }, content: '' }, { type: 'Replace', pattern: { Regex: ' {2,}' }, content: ' ' });
+  }
+  return out;
 }
 
 /**
@@ -357,12 +368,6 @@ export function tokenizerFromSentencePieceModel(m: SentencePieceModel, file = 't
     fail(`model type ${t.modelType} (${t.modelType === SpmModelType.WORD ? 'WORD' : t.modelType === SpmModelType.CHAR ? 'CHAR' : 'unknown'}) is not supported (BPE and UNIGRAM are)`, 'trainer_spec.model_type');
   }
   if (t.treatWhitespaceAsSuffix) fail('whitespace as a suffix is not supported', 'trainer_spec.treat_whitespace_as_suffix');
-  if (m.normalizer.precompiledCharsmap.length > 0 && m.normalizer.name !== 'identity') {
-    fail(
-      `normalization rule ${JSON.stringify(m.normalizer.name)} comes as a precompiled character map, which skymoe does not apply (models trained with normalization_rule_name=identity, as Llama-2 and Skywork, are supported)`,
-      'normalizer_spec.precompiled_charsmap',
-    );
-  }
   if (!m.normalizer.escapeWhitespaces) fail('models that keep spaces unescaped are not supported', 'normalizer_spec.escape_whitespaces');
   const pieceAt = (id: number, field: string): string | undefined => {
     if (id < 0) return undefined;
@@ -419,14 +424,14 @@ export function tokenizerFromSentencePieceModel(m: SentencePieceModel, file = 't
     // text between added tokens; legacy: false in tokenizer_config.json prepends it once, at the
     // start of the input, as the sentencepiece library does.
     const legacy = !(isObject(config) && config.legacy === false);
-    const ws = whitespaceNormalizers(m);
+    const rules = textNormalizers(m, file);
     const normalizer: NormalizerSpec | null = legacy
       ? {
           type: 'Sequence',
-          normalizers: [...ws, ...(prefix ? [{ type: 'Prepend', prepend: '\u2581' } as const] : []), { type: 'Replace', pattern: { String: ' ' }, content: '\u2581' }],
+          normalizers: [...rules, ...(prefix ? [{ type: 'Prepend', prepend: '\u2581' } as const] : []), { type: 'Replace', pattern: { String: ' ' }, content: '\u2581' }],
         }
-      : ws.length
-        ? { type: 'Sequence', normalizers: ws }
+      : rules.length
+        ? { type: 'Sequence', normalizers: rules }
         : null;
     const preTokenizer: PreTokenizerSpec | null = legacy ? null : { type: 'Metaspace', replacement: '\u2581', prepend_scheme: prefix ? 'first' : 'never', split: false };
     const decoder: DecoderSpec = {
@@ -446,12 +451,12 @@ export function tokenizerFromSentencePieceModel(m: SentencePieceModel, file = 't
     byteFallback: t.byteFallback,
     file,
   });
-  const ws = whitespaceNormalizers(m);
+  const rules = textNormalizers(m, file);
   const scheme = prefix ? 'always' : 'never';
   return new Tokenizer({
     model,
     addedTokens,
-    normalizer: ws.length ? { type: 'Sequence', normalizers: ws } : null,
+    normalizer: rules.length ? { type: 'Sequence', normalizers: rules } : null,
     preTokenizer: { type: 'Metaspace', replacement: '\u2581', prepend_scheme: scheme, split: true },
     decoder: t.byteFallback
       ? { type: 'Sequence', decoders: [{ type: 'ByteFallback' }, { type: 'Metaspace', replacement: '\u2581', prepend_scheme: scheme, split: true }] }
