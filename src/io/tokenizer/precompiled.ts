@@ -221,7 +221,8 @@ function utf8Length(text: string, start: number, end: number): number {
  * have a boundary between them, so ASCII runs need no segmenter. Elsewhere Intl.Segmenter runs on
  * short windows (its cost grows faster than linearly with the string's length): a boundary
  * depends only on the text before it and the character after, so every boundary a window finds
- * is a boundary of the text, except the window's own end.
+ * is a boundary of the text, except the window's own end, as long as the window holds whole
+ * characters.
  */
 export function forEachGrapheme(text: string, visit: (start: number, end: number) => void): void {
   const n = text.length;
@@ -235,7 +236,9 @@ export function forEachGrapheme(text: string, visit: (start: number, end: number
       i++;
       continue;
     }
-    const end = Math.min(n, i + window);
+    let end = Math.min(n, i + window);
+    // The character after a boundary decides it, so the window must not end inside a surrogate pair.
+    if (end < n && (text.charCodeAt(end - 1) & 0xfc00) === 0xd800) end++;
     const starts: number[] = [];
     for (const s of GRAPHEMES.segment(text.slice(i, end))) starts.push(i + s.index);
     if (end < n && starts.length < 2) {
