@@ -20,12 +20,12 @@
  * into extended grapheme clusters; a cluster of fewer than 6 UTF-8 bytes that the trie matches a
  * prefix of is replaced whole by the replacement of the shortest matching prefix; otherwise each
  * character is looked up alone and replaced when it is a key, copied when not. sentencepiece
- * instead replaces the longest key at each byte position. The two agree on text where each key
- * is one character, and on base letter + combining mark pairs (`e\u0301` -> é), and differ on a
- * few constructs (see docs/tokenizers.md): a full-width letter with a combining mark (HF drops
- * the mark), half-width katakana with a voiced mark (HF leaves `サ\u3099`, sentencepiece ザ),
- * conjoining Hangul jamo (HF leaves them, sentencepiece composes the syllable), `\r\n` (HF one
- * space, sentencepiece two).
+ * instead replaces the longest key at each byte position. The two agree where the keys that
+ * match are single characters or whole clusters (`e\u0301` -> é), and differ on a few constructs
+ * (docs/tokenizers.md): a full-width letter with a combining mark (HF drops the mark), a letter
+ * with two combining marks in under 6 bytes (HF drops the second), half-width katakana with a
+ * voiced mark (HF `サ\u3099`, sentencepiece ザ), adjacent Hangul jamo (sentencepiece composes
+ * the syllable), `\r\n` (HF one space, sentencepiece two).
  */
 import { TokenizerError } from './errors.js';
 
