@@ -47,7 +47,9 @@ for (const m of mutants) {
     continue;
   }
   restore = () => writeFileSync(path, original);
-  writeFileSync(path, edits.reduce((text, e) => (m.all ? text.split(e.from).join(e.to) : text.replace(e.from, e.to)), original));
+  // `to` as a function's result, so that $' or $& in it stay literal (as replace patterns they
+  // would paste parts of the file into the mutant and break its syntax: a false kill).
+  writeFileSync(path, edits.reduce((text, e) => (m.all ? text.split(e.from).join(e.to) : text.replace(e.from, () => e.to)), original));
   const t0 = Date.now();
   const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...(m.pattern ? [`--test-name-pattern=${m.pattern}`] : []), ...tests], { encoding: 'utf8', env: { ...process.env, ...(m.env ?? {}) }, timeout: 600_000 });
   restore();

@@ -5,7 +5,8 @@
  *   tokenizer.json, and written back as tokenizer.json it still does;
  * - .model files trained by the sentencepiece library itself (test/fixtures/sentencepiece,
  *   make_spm.py) encode to the ids sentencepiece gives, for BPE and Unigram, with and without byte
- *   fallback and whitespace removal;
+ *   fallback, whitespace removal and a precompiled normalization map (nmt_nfkc, nfkc_cf), also
+ *   once written back as tokenizer.json;
  * - the protobuf reader and writer round-trip, damaged files and unsupported models are named.
  */
 import assert from 'node:assert/strict';
@@ -26,6 +27,7 @@ import {
   TokenizerError,
   tokenizerFromSentencePiece,
   tokenizerFromSentencePieceModel,
+  tokenizerToJson,
   UnigramModel,
   type SentencePieceModel,
 } from '../../src/io/tokenizer/index.js';
@@ -117,31 +119,74 @@ interface Expected {
 }
 
 describe('tokenizer.model files trained by the sentencepiece library', () => {
-  let expected: Expected;
+  // expected_precompiled.json: models whose normalization rule is a precompiled map (nmt_nfkc, nfkc_cf).
+  const fixtures: Record<string, string[]> = {
+    'expected.json': ['bpe_fallback', 'bpe_ws', 'unigram', 'unigram_unk', 'unigram_ws'],
+    'expected_precompiled.json': ['unigram_nfkc', 'bpe_nfkc_cf'],
+  };
+  const expected = new Map<string, Expected>();
   before(async () => {
-    expected = JSON.parse(await readFile(join(FIXTURES, 'expected.json'), 'utf8'));
+    for (const file of Object.keys(fixtures)) expected.set(file, JSON.parse(await readFile(join(FIXTURES, file), 'utf8')));
   });
 
-  for (const name of ['bpe_fallback', 'bpe_ws', 'unigram', 'unigram_unk', 'unigram_ws']) {
-    it(`${name}: encodes every sample to sentencepiece's ids and decodes to its text`, async () => {
-      const m = expected.models[name]!;
-      const bytes = await readFile(join(FIXTURES, `${name}.model`));
-      // transformers' default ("legacy") conversion: the text between added tokens is encoded
-      // piece by piece, as its slow Llama tokenizer does.
-      const legacy = tokenizerFromSentencePiece(bytes, name);
-      assert.equal(legacy.vocabSize, m.pieces);
-      // legacy: false prepends the dummy prefix once, as sentencepiece does, except that (as in
-      // transformers) text already starting with a space gets none.
-      const modern = tokenizerFromSentencePiece(bytes, name, { legacy: false });
-      expected.samples.forEach((s, i) => {
-        assert.deepEqual(legacy.encode(s, { addSpecialTokens: false }), m.legacy_ids[i], `legacy, sample ${i}`);
-        if (!s.startsWith(' ')) assert.deepEqual(modern.encode(s, { addSpecialTokens: false }), m.ids[i], `legacy: false, sample ${i}`);
-        // sentencepiece shows an unknown piece as " ⁇ ", Hugging Face as the unk token's text.
-        assert.equal(legacy.decode(m.ids[i]!), m.decoded[i]!.replaceAll(' \u2047 ', '<unk>'), `decode, sample ${i}`);
+  for (const [file, names] of Object.entries(fixtures)) {
+    for (const name of names) {
+      it(`${name}: encodes every sample to sentencepiece's ids and decodes to its text, also written back as tokenizer.json`, async () => {
+        const { samples, models } = expected.get(file)!;
+        const m = models[name]!;
+        const bytes = await readFile(join(FIXTURES, `${name}.model`));
+        // transformers' default ("legacy") conversion: the text between added tokens is encoded
+        // piece by piece, as its slow Llama tokenizer does.
+        const legacy = tokenizerFromSentencePiece(bytes, name);
+        assert.equal(legacy.vocabSize, m.pieces);
+        // legacy: false prepends the dummy prefix once, as sentencepiece does, except that (as in
+        // transformers) text already starting with a space gets none.
+        const modern = tokenizerFromSentencePiece(bytes, name, { legacy: false });
+        const written = async (tok: typeof legacy, dir: string) => {
+          await saveTokenizer(join(tmp, dir), tok);
+          return loadTokenizer(join(tmp, dir));
+        };
+        const legacyBack = await written(legacy, `${name}-legacy`);
+        const modernBack = await written(modern, `${name}-modern`);
+        samples.forEach((s, i) => {
+          const opts = { addSpecialTokens: false };
+          assert.deepEqual(legacy.encode(s, opts), m.legacy_ids[i], `legacy, sample ${i}`);
+          assert.deepEqual(legacyBack.encode(s, opts), m.legacy_ids[i], `legacy, written back, sample ${i}`);
+          if (!s.startsWith(' ')) {
+            assert.deepEqual(modern.encode(s, opts), m.ids[i], `legacy: false, sample ${i}`);
+            assert.deepEqual(modernBack.encode(s, opts), m.ids[i], `legacy: false, written back, sample ${i}`);
+          }
+          // sentencepiece shows an unknown piece as " ⁇ ", Hugging Face as the unk token's text.
+          assert.equal(legacy.decode(m.ids[i]!), m.decoded[i]!.replaceAll(' \u2047 ', '<unk>'), `decode, sample ${i}`);
+        });
+        assert.equal(legacy.encode('x')[0], legacy.bosId, 'bos first');
       });
-      assert.equal(legacy.encode('x')[0], legacy.bosId, 'bos first');
-    });
+    }
   }
+
+  it('a precompiled map becomes the first normalizer of the tokenizer.json, its bytes unchanged', async () => {
+    const bytes = await readFile(join(FIXTURES, 'unigram_nfkc.model'));
+    const json = tokenizerToJson(tokenizerFromSentencePiece(bytes)) as { normalizer: { normalizers: { type: string; precompiled_charsmap?: string }[] } };
+    const first = json.normalizer.normalizers[0]!;
+    assert.equal(first.type, 'Precompiled');
+    assert.deepEqual(Buffer.from(first.precompiled_charsmap!, 'base64'), Buffer.from(parseSentencePiece(bytes).normalizer.precompiledCharsmap));
+  });
+
+  it('remove_extra_whitespaces drops a "▁" the text ends with, as sentencepiece does (it strips "▁" after escaping spaces)', async () => {
+    // Checked against sentencepiece: 'x▁', 'x ▁' and 'x▁▁ ' encode as 'x' with bpe_ws and unigram.
+    for (const name of ['bpe_ws', 'unigram']) {
+      const bytes = await readFile(join(FIXTURES, `${name}.model`));
+      for (const legacy of [true, false]) {
+        const tok = tokenizerFromSentencePiece(bytes, name, { legacy });
+        const x = tok.encode('x', { addSpecialTokens: false });
+        for (const s of ['x\u2581', 'x \u2581', 'x\u2581\u2581 ']) assert.deepEqual(tok.encode(s, { addSpecialTokens: false }), x, `${name}, legacy ${legacy}: ${JSON.stringify(s)}`);
+        assert.notDeepEqual(tok.encode('x\u2581y', { addSpecialTokens: false }), tok.encode('xy', { addSpecialTokens: false }), 'an inner "▁" stays');
+      }
+    }
+    // Without whitespace removal it stays.
+    const keep = tokenizerFromSentencePiece(await readFile(join(FIXTURES, 'bpe_fallback.model')));
+    assert.notDeepEqual(keep.encode('x\u2581', { addSpecialTokens: false }), keep.encode('x', { addSpecialTokens: false }));
+  });
 
   it('byte fallback shows: unseen characters become <0xXX> pieces, and unknown ones <unk> without it', async () => {
     const fb = tokenizerFromSentencePiece(await readFile(join(FIXTURES, 'unigram.model')));
@@ -248,13 +293,13 @@ describe('damaged and unsupported tokenizer.model files', () => {
     assert.throws(() => parseSentencePiece(new Uint8Array(0), 'e.model'), /e\.model: not a SentencePiece model: no pieces/);
   });
 
-  it('WORD models, precompiled normalization maps and whitespace suffixes are refused by name', () => {
+  it('WORD models, damaged precompiled normalization maps and whitespace suffixes are refused by name', () => {
     const word = base();
     word.trainer.modelType = SpmModelType.WORD;
     assert.throws(() => tokenizerFromSentencePieceModel(word, 'w.model'), /w\.model: trainer_spec\.model_type: model type 3 \(WORD\) is not supported/);
     const nfkc = base();
-    nfkc.normalizer = { ...nfkc.normalizer, name: 'nmt_nfkc', precompiledCharsmap: new Uint8Array([1, 2, 3]) };
-    assert.throws(() => tokenizerFromSentencePieceModel(nfkc, 'n.model'), /n\.model: normalizer_spec\.precompiled_charsmap: normalization rule "nmt_nfkc"/);
+    nfkc.normalizer = { ...nfkc.normalizer, name: 'nmt_nfkc', precompiledCharsmap: new Uint8Array([8, 0, 0, 0, 1, 2, 3]) };
+    assert.throws(() => tokenizerFromSentencePieceModel(nfkc, 'n.model'), /n\.model: normalizer_spec\.precompiled_charsmap: damaged precompiled charsmap: trie size 8 runs past the end/);
     const suffix = base();
     suffix.trainer.treatWhitespaceAsSuffix = true;
     assert.throws(() => tokenizerFromSentencePieceModel(suffix), /treat_whitespace_as_suffix/);

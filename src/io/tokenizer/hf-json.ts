@@ -2,8 +2,9 @@
  * Hugging Face `tokenizer.json` (tokenizers schema "1.0") and `tokenizer_config.json`: byte-level
  * BPE (GPT-2, Llama-3, Qwen), SentencePiece-style BPE with byte fallback (Llama-2, Mistral,
  * Mixtral, Skywork) and Unigram files, with the normalizers, pre-tokenizers, decoders and
- * post-processors those use. A component outside that set (WordPiece, a Precompiled normalizer,
- * truncation/padding, ...) is a TokenizerError naming the file and field.
+ * post-processors those use (including the Precompiled normalizer of T5 / XLM-R files). A
+ * component outside that set (WordPiece, truncation/padding, ...) is a TokenizerError naming the
+ * file and field.
  */
 import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';

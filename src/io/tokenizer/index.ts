@@ -1,7 +1,8 @@
 /**
  * Tokenizers: byte-level BPE training, Hugging Face tokenizer.json / tokenizer_config.json
  * files (byte-level BPE, SentencePiece-style BPE with byte fallback, Unigram), SentencePiece
- * tokenizer.model files, encoding, streaming decoding and chat templates.
+ * tokenizer.model files and their precompiled normalization maps, encoding, streaming decoding
+ * and chat templates.
  *
  * @example
  * ```ts
@@ -25,6 +26,7 @@ export {
   type SaveTokenizerOptions,
 } from './hf-json.js';
 export { compileNormalizer, parseNormalizer, type NormalizerSpec } from './normalize.js';
+export { PrecompiledCharsMap } from './precompiled.js';
 export { GPT2_PATTERN, GPT2_PRE_TOKENIZER, PreTokenizer, parsePreTokenizer, type PreTokenizerSpec } from './pretokenize.js';
 export {
   mergesFromPieces,

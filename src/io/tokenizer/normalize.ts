@@ -1,11 +1,13 @@
 /**
  * Normalizers of tokenizer.json: what a tokenizer does to text before pre-tokenization.
  * Llama-2 / Mistral / Mixtral files use Sequence[Prepend "▁", Replace " " -> "▁"] (the
- * SentencePiece dummy prefix and whitespace escape, spelled as normalizers); Qwen2/3 use NFC.
+ * SentencePiece dummy prefix and whitespace escape, spelled as normalizers); Qwen2/3 use NFC;
+ * T5 / XLM-R / ALBERT files use Precompiled, SentencePiece's compiled NFKC rules (precompiled.ts).
  * Semantics are those of Hugging Face tokenizers (Rust): Prepend only touches non-empty text,
  * Replace replaces every match, Strip trims Unicode whitespace.
  */
 import { TokenizerError } from './errors.js';
+import { charsmapFromBase64, PrecompiledCharsMap } from './precompiled.js';
 import { compileHfRegex } from './pretokenize.js';
 
 export type Pattern = { String: string } | { Regex: string };
@@ -15,6 +17,8 @@ export type NormalizerSpec =
   | { type: 'Prepend'; prepend: string }
   | { type: 'Replace'; pattern: Pattern; content: string }
   | { type: 'Strip'; strip_left: boolean; strip_right: boolean }
+  /** SentencePiece's normalization map, base64 as in the file (kept to be written back). */
+  | { type: 'Precompiled'; precompiled_charsmap: string }
   | { type: 'Sequence'; normalizers: NormalizerSpec[] };
 
 type Json = Record<string, unknown>;
@@ -23,7 +27,7 @@ function isObject(x: unknown): x is Json {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
-const SUPPORTED = 'NFC, NFD, NFKC, NFKD, Lowercase, StripAccents, Prepend, Replace, Strip, Sequence';
+const SUPPORTED = 'NFC, NFD, NFKC, NFKD, Lowercase, StripAccents, Prepend, Replace, Strip, Precompiled, Sequence';
 
 /** Check a tokenizer.json `normalizer` value (null: none). */
 export function parseNormalizer(json: unknown, field: string, file?: string): NormalizerSpec | null {
@@ -59,10 +63,7 @@ export function parseNormalizer(json: unknown, field: string, file?: string): No
       return { type: 'Sequence', normalizers: parts as NormalizerSpec[] };
     }
     case 'Precompiled':
-      return fail(
-        'unsupported normalizer "Precompiled" (a SentencePiece NFKC character map, as in T5 / XLM-R files); supported: ' + SUPPORTED,
-        `${field}.type`,
-      );
+      return { type: 'Precompiled', precompiled_charsmap: str('precompiled_charsmap') };
     default:
       return fail(`unsupported normalizer ${JSON.stringify(json.type)} (supported: ${SUPPORTED})`, `${field}.type`);
   }
@@ -118,6 +119,12 @@ export function compileNormalizer(spec: NormalizerSpec | null, field = 'normaliz
         if (r) t = t.replace(/\p{White_Space}+$/u, '');
         return t;
       };
+    }
+    case 'Precompiled': {
+      // Checked here, where the file and the field's path are known; parsing is cheap.
+      const at = `${field}.precompiled_charsmap`;
+      const map = PrecompiledCharsMap.parse(charsmapFromBase64(spec.precompiled_charsmap, file, at), file, at);
+      return (t) => map.normalize(t);
     }
     case 'Sequence': {
       const fns = spec.normalizers.map((n, i) => compileNormalizer(n, `${field}.normalizers[${i}]`, file));

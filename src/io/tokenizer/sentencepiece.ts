@@ -6,8 +6,9 @@
  * dummy prefix and whitespace escape become a Prepend "▁" / Replace " " -> "▁" normalizer (or,
  * with `legacy: false` in tokenizer_config.json, a Metaspace pre-tokenizer that prepends once),
  * and control / user-defined pieces become added tokens. Unigram models become a Unigram tokenizer
- * with a Metaspace pre-tokenizer. What is not representable (a precompiled normalization map,
- * whitespace-as-suffix, WORD/CHAR models) is a TokenizerError naming the field.
+ * with a Metaspace pre-tokenizer. A precompiled normalization map (nmt_nfkc, sentencepiece's
+ * default rule) becomes a Precompiled normalizer ahead of the rest. What is not representable
+ * (whitespace-as-suffix, WORD/CHAR models) is a TokenizerError naming the field.
  *
  * ModelProto fields used: 1 pieces {1 piece, 2 score (float), 3 type}, 2 trainer_spec
  * {3 model_type, 4 vocab_size, 24 treat_whitespace_as_suffix, 35 byte_fallback, 40-43
@@ -18,6 +19,7 @@ import { BpeModel } from './bpe.js';
 import type { DecoderSpec } from './decoders.js';
 import { TokenizerError } from './errors.js';
 import type { NormalizerSpec } from './normalize.js';
+import { charsmapToBase64, PrecompiledCharsMap } from './precompiled.js';
 import type { PreTokenizerSpec } from './pretokenize.js';
 import { Tokenizer, type AddedToken, type SpecialTokenRoles } from './tokenizer.js';
 import { UnigramModel } from './unigram.js';
@@ -331,13 +333,26 @@ function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
-/** Spaces SentencePiece removes with remove_extra_whitespaces: leading, trailing, repeated. */
-function whitespaceNormalizers(m: SentencePieceModel): NormalizerSpec[] {
-  if (!m.normalizer.removeExtraWhitespaces) return [];
-  return [
-    { type: 'Replace', pattern: { Regex: '\\A +| +\\z' }, content: '' },
-    { type: 'Replace', pattern: { Regex: ' {2,}' }, content: ' ' },
-  ];
+/**
+ * What SentencePiece's normalizer does before the dummy prefix and the "▁" escape, as
+ * normalizers: the precompiled map first (as transformers' SpmConverter places it), then, with
+ * remove_extra_whitespaces, dropping leading, trailing and repeated spaces. sentencepiece removes
+ * spaces from the map's output (normalizer.cc: a space the map produces counts, a character it
+ * maps to "" does not), which is what running these on the mapped text does. At the end it strips
+ * "▁" after escaping spaces, so a "▁" the text ends with goes too.
+ */
+function textNormalizers(m: SentencePieceModel, file: string): NormalizerSpec[] {
+  const out: NormalizerSpec[] = [];
+  const charsmap = m.normalizer.precompiledCharsmap;
+  if (charsmap.length > 0) {
+    // Parsed here so that a damaged map is named by its field in the .model.
+    PrecompiledCharsMap.parse(charsmap, file, 'normalizer_spec.precompiled_charsmap');
+    out.push({ type: 'Precompiled', precompiled_charsmap: charsmapToBase64(charsmap) });
+  }
+  if (m.normalizer.removeExtraWhitespaces) {
+    out.push({ type: 'Replace', pattern: { Regex: '\\A +|[ \u2581]+\\z' }, content: '' }, { type: 'Replace', pattern: { Regex: ' {2,}' }, content: ' ' });
+  }
+  return out;
 }
 
 /**
@@ -353,12 +368,6 @@ export function tokenizerFromSentencePieceModel(m: SentencePieceModel, file = 't
     fail(`model type ${t.modelType} (${t.modelType === SpmModelType.WORD ? 'WORD' : t.modelType === SpmModelType.CHAR ? 'CHAR' : 'unknown'}) is not supported (BPE and UNIGRAM are)`, 'trainer_spec.model_type');
   }
   if (t.treatWhitespaceAsSuffix) fail('whitespace as a suffix is not supported', 'trainer_spec.treat_whitespace_as_suffix');
-  if (m.normalizer.precompiledCharsmap.length > 0 && m.normalizer.name !== 'identity') {
-    fail(
-      `normalization rule ${JSON.stringify(m.normalizer.name)} comes as a precompiled character map, which skymoe does not apply (models trained with normalization_rule_name=identity, as Llama-2 and Skywork, are supported)`,
-      'normalizer_spec.precompiled_charsmap',
-    );
-  }
   if (!m.normalizer.escapeWhitespaces) fail('models that keep spaces unescaped are not supported', 'normalizer_spec.escape_whitespaces');
   const pieceAt = (id: number, field: string): string | undefined => {
     if (id < 0) return undefined;
@@ -407,7 +416,7 @@ export function tokenizerFromSentencePieceModel(m: SentencePieceModel, file = 't
   // tokenizer_config.json prepends it once, at the start of the input, and (as transformers'
   // Metaspace) not before text that already starts with a space.
   const legacy = !(isObject(config) && config.legacy === false);
-  const ws = whitespaceNormalizers(m);
+  const ws = textNormalizers(m, file);
   const escape: NormalizerSpec[] = [...(prefix ? [{ type: 'Prepend', prepend: '\u2581' } as const] : []), { type: 'Replace', pattern: { String: ' ' }, content: '\u2581' }];
   const normalizer: NormalizerSpec | null = legacy ? { type: 'Sequence', normalizers: [...ws, ...escape] } : ws.length ? { type: 'Sequence', normalizers: ws } : null;
   const firstScheme = prefix ? 'first' : 'never';
