@@ -180,6 +180,8 @@ export interface Kernels {
   gatherRows(table: Ptr, ids: Ptr, out: Ptr, n: number, cols: number): void;
   /** Accumulate: table[ids[i]] += src[i] (rows of `cols` floats); repeated ids add up. */
   scatterAddRows(src: Ptr, ids: Ptr, table: Ptr, n: number, cols: number): void;
+  /** dst[ids[i]] = src[i] (rows of `cols` floats), ids i32 [n] and distinct (e.g. new keys into KV-cache slots). */
+  scatterRows(src: Ptr, ids: Ptr, dst: Ptr, n: number, cols: number): void;
 
   // ---------------------------------------------------------------- transformer
   /**

@@ -303,6 +303,14 @@ export function makeJsKernels(heap: Heap): Kernels {
       }
     },
 
+    scatterRows(src, ids, dst, n, cols) {
+      const f = F(), i32 = I();
+      for (let i = 0; i < n; i++) {
+        const s = w(src) + i * cols;
+        f.copyWithin(w(dst) + i32[w(ids) + i]! * cols, s, s + cols);
+      }
+    },
+
     rope(x, y, cos, sin, positions, ntok, heads, dim, inverse) {
       const f = F(), i32 = I();
       const half = dim >> 1;

@@ -40,7 +40,7 @@ export function makeNativeKernels(addon: NativeAddon, h: AddonHandle): Kernels {
   const crossEntropy = fn('crossEntropy'), crossEntropyBackward = fn('crossEntropyBackward'), rmsnorm = fn('rmsnorm');
   const rmsnormBackward = fn('rmsnormBackward'), sumRows = fn('sumRows'), stdRows = fn('stdRows');
   const stdRowsBackward = fn('stdRowsBackward'), topk = fn('topk'), transpose = fn('transpose');
-  const gatherRows = fn('gatherRows'), scatterAddRows = fn('scatterAddRows'), rope = fn('rope');
+  const gatherRows = fn('gatherRows'), scatterAddRows = fn('scatterAddRows'), scatterRows = fn('scatterRows'), rope = fn('rope');
   const attention = fn('attention'), attentionBackward = fn('attentionBackward'), adamw = fn('adamw');
   const linearW = fn('linearW'), gatherRowsW = fn('gatherRowsW'), dequantize = fn('dequantize');
   const groupedLinearW = addon.groupedLinearW as (h: AddonHandle, x: number, table: Float64Array, y: number, offsets: Int32Array, n: number, k: number) => void;
@@ -76,6 +76,7 @@ export function makeNativeKernels(addon: NativeAddon, h: AddonHandle): Kernels {
     transpose: (x, y, batch, rows, cols) => transpose(h, x, y, batch, rows, cols),
     gatherRows: (table, ids, out, n, cols) => gatherRows(h, table, ids, out, n, cols),
     scatterAddRows: (src, ids, table, n, cols) => scatterAddRows(h, src, ids, table, n, cols),
+    scatterRows: (src, ids, dst, n, cols) => scatterRows(h, src, ids, dst, n, cols),
     rope: (x, y, cos, sin, pos, ntok, heads, dim, inverse) => rope(h, x, y, cos, sin, pos, ntok, heads, dim, inverse),
     attention: (q, k, v, o, lse, B, Tq, Tk, H, Hkv, D, kvbs, qoff, scale) =>
       attention(h, q, k, v, o, lse, B, Tq, Tk, H, Hkv, D, kvbs, qoff, scale),

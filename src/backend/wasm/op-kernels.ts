@@ -153,6 +153,10 @@ export function makeOpKernels(runner: KernelRunner, opts: OpKernelOptions = {}):
       call('scatter_add_rows', n * cols, [src, ids, table, n, cols]);
     },
 
+    scatterRows(src, ids, dst, n, cols) {
+      call('scatter_rows', n * cols, [src, ids, dst, n, cols]);
+    },
+
     rope(x, y, cos, sin, positions, ntok, heads, dim, inverse) {
       call('rope', ntok * heads * dim, [x, y, cos, sin, positions, ntok, heads, dim, b01(inverse)]);
     },

@@ -207,6 +207,7 @@ void k_topk(ctx_t *c, const float *x, float *values, int32_t *idx, long rows, lo
 void k_transpose(ctx_t *c, const float *x, float *y, long batch, long rows, long cols);
 void k_gather_rows(ctx_t *c, const float *table, const int32_t *ids, float *out, long n, long cols);
 void k_scatter_add_rows(ctx_t *c, const float *src, const int32_t *ids, float *table, long n, long cols);
+void k_scatter_rows(ctx_t *c, const float *src, const int32_t *ids, float *dst, long n, long cols);
 void k_rope(ctx_t *c, const float *x, float *y, const float *cs, const float *sn, const int32_t *pos,
             long ntok, long heads, long dim, int inverse);
 double k_sum_squares(ctx_t *c, const float *x, long n);
