@@ -107,13 +107,19 @@ export interface Kernels {
   groupedMatmul(mode: GroupedMode, a: Ptr, b: Ptr, c: Ptr, offsets: Int32Array, m: number, k: number, beta: 0 | 1): void;
 
   // ---------------------------------------------------------------- weights in their storage dtype
-  /** y [m, n] = x [m, k] @ W^T, W a [n, k] weight (y overwritten). */
-  linearW(x: Ptr, w: WeightRef, y: Ptr, m: number, k: number, n: number): void;
+  /**
+   * y [m, n] = x [m, k] @ W^T, W a [n, k] weight (y overwritten). `rowInvariant`: each y[i, j] is
+   * bit for bit what the same call gives row i of x alone (m = 1), whatever m, i and the thread
+   * count (the one-row path's summation order for every m; slower for many rows, see
+   * docs/weights.md). Without it many rows take a faster GEMM whose rounding differs.
+   */
+  linearW(x: Ptr, w: WeightRef, y: Ptr, m: number, k: number, n: number, rowInvariant?: boolean): void;
   /**
    * Grouped y[rows_g] = x[rows_g] @ W_g^T over contiguous row segments (offsets as for
    * groupedMatmul, G + 1 entries): x [N, k], each W_g [n, k] (ws.refs[g]), y [N, n] overwritten.
+   * `rowInvariant` as for linearW: each row's result is also independent of the group sizes.
    */
-  groupedLinearW(x: Ptr, ws: WeightTable, y: Ptr, offsets: Int32Array, n: number, k: number): void;
+  groupedLinearW(x: Ptr, ws: WeightTable, y: Ptr, offsets: Int32Array, n: number, k: number, rowInvariant?: boolean): void;
   /** out[i] = row ids[i] of W [rows, cols], decoded and scaled (ids i32 [count], each < rows). */
   gatherRowsW(w: WeightRef, rows: number, ids: Ptr, out: Ptr, count: number, cols: number): void;
   /** out [rows, cols] (f32) = the real values of W. */

@@ -4,11 +4,18 @@
  * over threads and the vector/scalar split of a flat range change nothing). A continuous-batching
  * server relies on it: a request's tokens must not depend on which other requests share its step.
  * Rows are compared as 32-bit patterns; the row alone sits at a differently aligned address.
+ *
+ * The weight products promise it only when asked (linearW / groupedLinearW with rowInvariant):
+ * m = 1 calls against the rows of m = 2 ... 100 calls, groups of every size including empty ones,
+ * k off every vector step (67: one 64-block of FP8 plus a tail; 200), every dtype and scaling;
+ * and thread counts against each other. The results also match the js reference.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type Backend, BinaryOp, type Kernels, UnaryOp, WeightDType } from '../../src/backend/backend.js';
-import { allBackends, nativeIsaCases, randomArray, tryCreate } from '../helpers.js';
+import { type Backend, BinaryOp, type Kernels, UnaryOp, WeightDType, WeightTable } from '../../src/backend/backend.js';
+import { JsBackend } from '../../src/backend/js/index.js';
+import { allBackends, assertCloseToScale, nativeIsaCases, randomArray, tryCreate } from '../helpers.js';
+import { type Case, DTYPES, NAME, f32In, linearOn, makeCase, place } from './weight-cases.js';
 
 type Data = Float32Array | Int32Array;
 
@@ -145,6 +152,68 @@ for (const c of [...allBackends(), ...nativeIsaCases()])
           }
         }
       }
+    } finally {
+      await be.dispose();
+    }
+  });
+
+const ROWS = [2, 3, 5, 16, 17, 37, 100];
+const GROUPS = [0, 3, 1, 0, 17, 5, 40, 2, 0]; // rows per group (experts)
+const WN = 37; // weight rows: off every quad and pair
+const ref = new JsBackend();
+
+function groupedOn(be: Backend, cases: Case[], x: Float32Array, sizes: number[], k: number): Float32Array {
+  const offsets = Int32Array.from([0, ...sizes.map((_, g) => sizes.slice(0, g + 1).reduce((a, b) => a + b, 0))]);
+  const N = offsets[sizes.length]!;
+  const ws = cases.map((c) => place(be, c.bytes, c.dtype, c.scale, c.rowScale, 1));
+  const xp = f32In(be, x), yp = f32In(be, randomArray(N * WN, 9));
+  be.kernels.groupedLinearW(xp, new WeightTable(ws.map((w) => w.ref)), yp, offsets, WN, k, true);
+  const y = be.readF32(yp, N * WN);
+  be.free(xp), be.free(yp), ws.forEach((w) => w.free());
+  return y;
+}
+
+const bitsOf = (a: Float32Array): Uint32Array => new Uint32Array(a.slice().buffer);
+/** m = 1 results of the first backend of each family (wasm/1, native avx2/1 ...), for its other thread counts. */
+const firstOfFamily = new Map<string, Map<string, Uint32Array>>();
+
+for (const c of [...allBackends(), ...nativeIsaCases()])
+  test(`linearW and groupedLinearW rowInvariant on ${c.label}: rows of m = 2 ... 100 equal m = 1 calls, bit for bit`, async (t) => {
+    const be = await tryCreate(c);
+    if (!be) return t.skip(`${c.label} not available`);
+    const family = c.label.split('/')[0]!;
+    const mine = new Map<string, Uint32Array>();
+    try {
+      for (const dtype of DTYPES)
+        for (const k of [67, 200])
+          for (const scaling of ['tensor', 'both'] as const) {
+            const what = `${NAME[dtype]} k=${k} scale=${scaling}`;
+            const wc = makeCase(dtype, WN, k, scaling, 1000 * dtype + k);
+            const x = randomArray(100 * k, k + dtype);
+            const single: Uint32Array[] = Array.from({ length: 100 }, (_, i): Uint32Array => bitsOf(linearOn(be, wc, x.subarray(i * k, (i + 1) * k), 1, k, WN, 0, true)));
+            for (const m of ROWS) {
+              const y = linearOn(be, wc, x.subarray(0, m * k), m, k, WN, 3, true);
+              for (let i = 0; i < m; i++) assert.deepEqual(bitsOf(y.subarray(i * WN, (i + 1) * WN)), single[i], `linearW ${what}: row ${i} of m=${m}`);
+              if (m === 100) {
+                const want = linearOn(ref, wc, x, m, k, WN);
+                for (let i = 0; i < m; i += 9) assertCloseToScale(y.subarray(i * WN, (i + 1) * WN), want.subarray(i * WN, (i + 1) * WN), `linearW ${what} row ${i} vs js`, 2e-5);
+              }
+            }
+            // groups: every expert its own weight; each row against the m = 1 product with its group's weight
+            const cases = GROUPS.map((_, g) => (g % 3 === 0 ? wc : makeCase(dtype, WN, k, scaling, 1000 * dtype + k + g)));
+            const y = groupedOn(be, cases, x.subarray(0, 68 * k), GROUPS, k);
+            let r = 0;
+            GROUPS.forEach((rows, g) => {
+              for (let i = 0; i < rows; i++, r++) {
+                const alone = bitsOf(linearOn(be, cases[g]!, x.subarray(r * k, (r + 1) * k), 1, k, WN, 0, true));
+                assert.deepEqual(bitsOf(y.subarray(r * WN, (r + 1) * WN)), alone, `groupedLinearW ${what}: row ${r} (group ${g} of ${rows} rows)`);
+              }
+            });
+            mine.set(what, Uint32Array.from(single.flatMap((b: Uint32Array) => Array.from(b))));
+          }
+      const first = firstOfFamily.get(family);
+      if (!first) firstOfFamily.set(family, mine);
+      else for (const [what, bits] of mine) assert.deepEqual(bits, first.get(what), `${what}: ${c.label} against the first thread count of ${family}`);
     } finally {
       await be.dispose();
     }

@@ -43,10 +43,10 @@ export function makeNativeKernels(addon: NativeAddon, h: AddonHandle): Kernels {
   const gatherRows = fn('gatherRows'), scatterAddRows = fn('scatterAddRows'), scatterRows = fn('scatterRows'), rope = fn('rope');
   const attention = fn('attention'), attentionBackward = fn('attentionBackward'), adamw = fn('adamw');
   const linearW = fn('linearW'), gatherRowsW = fn('gatherRowsW'), dequantize = fn('dequantize');
-  const groupedLinearW = addon.groupedLinearW as (h: AddonHandle, x: number, table: Float64Array, y: number, offsets: Int32Array, n: number, k: number) => void;
+  const groupedLinearW = addon.groupedLinearW as (h: AddonHandle, x: number, table: Float64Array, y: number, offsets: Int32Array, n: number, k: number, rowInvariant: boolean) => void;
   return {
-    linearW: (x, w, y, m, k, n) => linearW(h, x, w.ptr, w.dtype, w.scale, rs(w), y, m, k, n),
-    groupedLinearW: (x, ws, y, offsets, n, k) => groupedLinearW(h, x, ws.packed, y, offsets, n, k),
+    linearW: (x, w, y, m, k, n, rowInvariant = false) => linearW(h, x, w.ptr, w.dtype, w.scale, rs(w), y, m, k, n, rowInvariant),
+    groupedLinearW: (x, ws, y, offsets, n, k, rowInvariant = false) => groupedLinearW(h, x, ws.packed, y, offsets, n, k, rowInvariant),
     gatherRowsW: (w, rows, ids, out, count, cols) => gatherRowsW(h, w.ptr, w.dtype, w.scale, rs(w), rows, ids, out, count, cols),
     dequantize: (w, out, rows, cols) => dequantize(h, w.ptr, w.dtype, w.scale, rs(w), out, rows, cols),
     matmul: (a, b, c, m, k, n, transA, transB, batch, sA, sB, sC, beta) =>

@@ -14,6 +14,13 @@
 #include <stdint.h>
 #include <string.h>
 
+/* A function every caller must run as the same machine code (never inlined, cloned or specialized). */
+#if defined(__clang__)
+#define SKYMOE_ONE_COPY __attribute__((noinline))
+#else
+#define SKYMOE_ONE_COPY __attribute__((noinline, noipa))
+#endif
+
 /* ------------------------------------------------------------------ thread pool */
 typedef void (*task_fn)(void *arg, int tid, int nthreads);
 typedef struct pool pool_t;
@@ -50,6 +57,9 @@ static inline uint16_t f8_to_f16_bits(uint8_t b) { return (uint16_t)(((b & 0x7F)
 
 /* acc[i * 4 + r] = sum_p x[i * ldx + p] * W_r[p], for i < m (the table index) and 4 weight rows. */
 typedef void (*wdot_fn)(const float *x, long ldx, const uint8_t *w, long ldw, int nrows, long k, float *acc);
+/* The same from weight rows already decoded to f32 (row stride ldw floats): vector steps over
+   [0, kvec), then the scalar tail [kvec, k), exactly as a wdot_fn whose vector loop ends at kvec. */
+typedef void (*wdotd_fn)(const float *x, long ldx, const float *w, long ldw, int nrows, long k, long kvec, float *acc);
 
 /* ------------------------------------------------------------------ per-ISA kernels */
 /*
@@ -87,6 +97,13 @@ typedef struct isa {
   /* When set, wdot[WD_F8E4M3] wants each activation row in this order (k floats; the kernel's
      decode order of 64-byte blocks, see isa_avx512.c); NULL: natural order. */
   void (*f8_xperm)(const float *x, float *out, long k);
+  /* Row-invariant products (weights.c) replay wdot's FMA sequence from decoded rows: wdot_decode
+     writes one weight row as f32 exactly as wdot[dtype] sees it (f8: value / 256; in the vector
+     part, in the order wdot reads it), wdot_step[dtype] is the k-step of wdot[dtype]'s vector loop
+     (so its vector part is k rounded down to it), and wdot_dec[m - 1] runs the FMAs. */
+  void (*wdot_decode)(const uint8_t *w, int dtype, float *out, long k);
+  int wdot_step[4];
+  wdotd_fn wdot_dec[4];
   /* Sum of n floats (n a multiple of 64) read as 8 concurrent prefetched streams: the best
      streaming read rate, the memory-bandwidth probe's loop. */
   double (*stream_sum)(const float *p, long n);
@@ -171,9 +188,10 @@ typedef struct wref {
   float scale;
   const float *row_scale;
 } wref_t;
-void k_linear_w(ctx_t *c, const float *x, const wref_t *w, float *y, long m, long k, long n);
+/* invariant: each y[i, j] is bit for bit what the call gives row i alone (m = 1), see weights.c. */
+void k_linear_w(ctx_t *c, const float *x, const wref_t *w, float *y, long m, long k, long n, int invariant);
 void k_grouped_linear_w(ctx_t *c, const float *x, const wref_t *ws, float *y, const int32_t *off, long groups,
-                        long n, long k);
+                        long n, long k, int invariant);
 void k_gather_rows_w(ctx_t *c, const wref_t *w, const int32_t *ids, float *out, long count, long cols);
 void k_dequantize_w(ctx_t *c, const wref_t *w, float *out, long rows, long cols);
 /* Read n floats (a multiple of 64) once on every thread of the pool: the memory bandwidth probe. */
