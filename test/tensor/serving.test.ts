@@ -1,12 +1,16 @@
 /**
  * The tensor ops a continuous-batching server needs: scatterRows into a kept cache (validation,
- * in-place write).
+ * in-place write), and T.rowInvariant: inside it linear and groupedMatmul give each row of a batch
+ * the bits that row gets alone, for weights in a storage dtype and for f32 tensors (the router),
+ * on every backend; outside it, and where a gradient is needed, the usual GEMM path.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { Backend } from '../../src/backend/backend.js';
 import { JsBackend } from '../../src/backend/js/index.js';
 import * as T from '../../src/tensor/index.js';
-import { randomArray } from '../helpers.js';
+import { allBackends, assertCloseToScale, randomArray, tryCreate } from '../helpers.js';
+import { weightBytes } from '../backend/weight-cases.js';
 
 const js = new JsBackend();
 
@@ -35,4 +39,74 @@ test('scatterRows writes rows of src into a kept tensor at the ids and refuses b
     throwsNaming(() => T.scatterRows(cache, src, T.zeros([2])), 'scatterRows', 'ids must be an i32');
   });
   cache.dispose();
+});
+
+const bits = (t: T.Tensor): Uint32Array => new Uint32Array(t.toFloat32().buffer);
+const K = 67, M = 45, ROWS = 37;
+const SIZES = [0, 5, 1, 0, 31]; // rows per expert
+
+/** linear and groupedMatmul of ROWS rows, and of each row alone (all inside T.rowInvariant), for every kind of weight. */
+function products(be: Backend, x: T.Tensor) {
+  const bf16 = T.Weight.fromBytes(weightBytes(T.WeightDType.BF16, M * K, 5), T.WeightDType.BF16, [M, K], {}, be);
+  const f8 = T.Weight.fromBytes(weightBytes(T.WeightDType.F8E4M3, M * K, 6), T.WeightDType.F8E4M3, [M, K], { scale: 0.02, rowScale: randomArray(M, 7).map((v) => 1 + v / 2) }, be);
+  const f32 = T.tensor(randomArray(M * K, 8), [M, K], 'f32', be);
+  const experts = new T.ExpertWeights(SIZES.map((_, g) => T.Weight.fromBytes(weightBytes(T.WeightDType.F16, M * K, 10 + g), T.WeightDType.F16, [M, K], {}, be)));
+  const stacked = T.tensor(randomArray(SIZES.length * M * K, 9), [SIZES.length, M, K], 'f32', be);
+  const offsets = Int32Array.from([0, ...SIZES.map((_, g) => SIZES.slice(0, g + 1).reduce((a, b) => a + b, 0))]);
+  const groupOf = (r: number) => SIZES.findIndex((_, g) => r < offsets[g + 1]!);
+  const alone = (r: number) => Int32Array.from(offsets, (_, g) => (g > groupOf(r) ? 1 : 0)); // row r as the one row of its group
+  const run = (fn: (xs: T.Tensor, offs: Int32Array) => T.Tensor) => {
+    const batch = fn(x, offsets);
+    const rows = Array.from({ length: ROWS }, (_, r) => bits(fn(x.rowsView(r, r + 1), alone(r))));
+    return { batch, rows };
+  };
+  const out = {
+    'linear bf16': run((xs) => T.linear(xs, bf16)),
+    'linear f8 row scales': run((xs) => T.linear(xs, f8)),
+    'linear f32 tensor': run((xs) => T.linear(xs, f32)),
+    'groupedMatmul experts': run((xs, o) => T.groupedMatmul(xs, experts, o)),
+    'groupedMatmul stacked f32': run((xs, o) => T.groupedMatmul(xs, stacked, o)),
+  };
+  const plain = {
+    'linear bf16': T.linear(x, bf16), 'linear f8 row scales': T.linear(x, f8), 'linear f32 tensor': T.linear(x, f32),
+    'groupedMatmul experts': T.groupedMatmul(x, experts, offsets), 'groupedMatmul stacked f32': T.groupedMatmul(x, stacked, offsets),
+  };
+  bf16.dispose(), f8.dispose(), experts.dispose();
+  return { out, plain };
+}
+
+for (const c of allBackends())
+  test(`T.rowInvariant on ${c.label}: each row of linear and groupedMatmul equals that row alone, bit for bit`, async (t) => {
+    const be = await tryCreate(c);
+    if (!be) return t.skip(`${c.label} not available`);
+    T.setBackend(be);
+    try {
+      T.tidy(() => T.noGrad(() => {
+        const x = T.tensor(randomArray(ROWS * K, 3), [ROWS, K], 'f32', be);
+        const { out } = T.rowInvariant(() => products(be, x));
+        const { plain } = products(be, x); // outside the scope: the usual kernels, the same values to rounding
+        for (const [what, { batch, rows }] of Object.entries(out)) {
+          rows.forEach((r, i) => assert.deepEqual(bits(batch.rowsView(i, i + 1)), r, `${what}: row ${i} of ${ROWS}`));
+          assertCloseToScale(batch.toFloat32(), plain[what as keyof typeof plain].toFloat32(), `${what} against the default path`, 1e-5);
+        }
+        assert.equal(T.isRowInvariant(), false);
+      }));
+    } finally {
+      await be.dispose();
+    }
+  });
+
+test('T.rowInvariant keeps autograd where a gradient is needed (f32 weights through the GEMM)', () => {
+  T.setBackend(js);
+  T.tidy(() => {
+    const w = T.tensor(randomArray(6 * 4, 1), [6, 4]);
+    w.requiresGrad = true;
+    const x = T.tensor(randomArray(3 * 4, 2), [3, 4]);
+    const y = T.rowInvariant(() => T.linear(x, w));
+    assert.ok(y.node, 'the product is recorded');
+    T.backward(T.sumAll(y));
+    // d sum(x w^T) / dw[j, p] = sum_i x[i, p]
+    const xs = x.toFloat32(), colSums = [0, 1, 2, 3].map((p) => xs[p]! + xs[4 + p]! + xs[8 + p]!);
+    assertCloseToScale(w.grad!.toFloat32(), Float32Array.from({ length: 24 }, (_, i) => colSums[i % 4]!), 'dw', 1e-6);
+  });
 });
