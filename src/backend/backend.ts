@@ -207,6 +207,22 @@ export interface Kernels {
   attention(q: Ptr, k: Ptr, v: Ptr, o: Ptr, lse: Ptr, B: number, Tq: number, Tk: number, H: number, Hkv: number,
     D: number, kvBatchStride: number, qOffset: number, scale: number): void;
   /**
+   * Causal attention for a batch of sequences whose keys and values live in a paged cache (the
+   * decode and prefill steps of a continuous-batching server). q, o [n, H, D]: n query rows from
+   * any sequences, in any order. kCache, vCache [numSlots, Hkv, D], slot = block * blockSize +
+   * offset. Row i belongs to sequence s = rowSeq[i] and sees that sequence's keys at positions
+   * 0 .. rowLen[i] - 1 (rowLen[i] >= 1: the caller has written the row's own key), position p in slot
+   * blockTables[s * maxBlocks + floor(p / blockSize)] * blockSize + p % blockSize. Head h uses kv
+   * head h / (H / Hkv); o = softmax(scale q k^T) v. rowSeq, rowLen, blockTables are host arrays (as
+   * groupedMatmul's offsets).
+   * Batch invariant: a row's output is bit for bit the same whatever else the call holds (n, the
+   * row's index, other rows and sequences, the thread count) and wherever its sequence's blocks lie:
+   * the order of every reduction depends only on the row's q, its sequence's keys and values, and
+   * rowLen.
+   */
+  pagedAttention(q: Ptr, kCache: Ptr, vCache: Ptr, o: Ptr, n: number, H: number, Hkv: number, D: number, scale: number,
+    blockSize: number, rowSeq: Int32Array, rowLen: Int32Array, blockTables: Int32Array, maxBlocks: number): void;
+  /**
    * Backward of `attention` (recomputes the probabilities from lse). dq [B, Tq, H, D] and dk, dv
    * (compact [B, Tk, Hkv, D], whatever kvBatchStride is) are overwritten.
    */

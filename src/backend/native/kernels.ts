@@ -21,6 +21,8 @@ export interface NativeAddon {
   groupedMatmul(h: AddonHandle, mode: GroupedMode, a: number, b: number, c: number, offsets: Int32Array, m: number, k: number, beta: number): void;
   sumSquares(h: AddonHandle, x: number, n: number): number;
   mapFile(h: AddonHandle, path: string): { offset: number; bytes: number };
+  pagedAttention(h: AddonHandle, q: number, kCache: number, vCache: number, o: number, n: number, H: number, Hkv: number, D: number,
+    scale: number, blockSize: number, rowSeq: Int32Array, rowLen: Int32Array, blockTables: Int32Array, maxBlocks: number): void;
   unmapFile(h: AddonHandle, offset: number): void;
   [kernel: string]: unknown;
 }
@@ -82,6 +84,8 @@ export function makeNativeKernels(addon: NativeAddon, h: AddonHandle): Kernels {
       attention(h, q, k, v, o, lse, B, Tq, Tk, H, Hkv, D, kvbs, qoff, scale),
     attentionBackward: (q, k, v, o, lse, dout, dq, dk, dv, B, Tq, Tk, H, Hkv, D, kvbs, qoff, scale) =>
       attentionBackward(h, q, k, v, o, lse, dout, dq, dk, dv, B, Tq, Tk, H, Hkv, D, kvbs, qoff, scale),
+    pagedAttention: (q, k, v, o, n, H, Hkv, D, scale, blockSize, rowSeq, rowLen, blockTables, maxBlocks) =>
+      addon.pagedAttention(h, q, k, v, o, n, H, Hkv, D, scale, blockSize, rowSeq, rowLen, blockTables, maxBlocks),
     sumSquares: (x, n) => addon.sumSquares(h, x, n),
     adamw: (p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2) => adamw(h, p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2),
   };

@@ -115,6 +115,7 @@ static const char *ctx_create(int threads, const char *isa_name, size_t reserve,
 #include "napi_args.h"
 
 void register_weight_functions(napi_env env, napi_value exports);
+void register_paged_functions(napi_env env, napi_value exports);
 
 /* ------------------------------------------------------------------ context API */
 static void ctx_handle_finalize(napi_env env, void *data, void *hint) {
@@ -593,5 +594,6 @@ NAPI_MODULE_INIT() {
     napi_set_named_property(env, exports, rows[i].name, f);
   }
   register_weight_functions(env, exports);
+  register_paged_functions(env, exports);
   return exports;
 }

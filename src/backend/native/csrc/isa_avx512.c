@@ -32,6 +32,7 @@ static inline __m512 ld_f8_avx512(const uint8_t *w) {
 }
 #define LD_F8(w) ld_f8_avx512(w)
 #include "wdot_body.h"
+#include "paged_body.h"
 
 /*
  * FP8 rows at memory speed. The 16-byte path above spends ~9 port-0/5 uops per 16 weights (with
@@ -201,7 +202,7 @@ static const isa_t table = {
     .row_max = ISA(row_max), .swiglu = ISA(swiglu), .swiglu_bwd = ISA(swiglu_bwd),
     .fma_probe = fma_probe_avx512, .decode_row = ISA(decode_row), .stream_sum = ISA(stream_sum), .wdot = wdot_avx512,
     .f8_xperm = f8_xperm_avx512, .wdot_decode = wdot_decode_f8p, .wdot_step = {VL, VL, VL, 64},
-    .wdot_dec = {ISA(wdot_dec_1), ISA(wdot_dec_2), ISA(wdot_dec_3), ISA(wdot_dec_4)},
+    .wdot_dec = {ISA(wdot_dec_1), ISA(wdot_dec_2), ISA(wdot_dec_3), ISA(wdot_dec_4)}, .paged_unit = ISA(paged_unit),
 };
 
 const isa_t *isa_avx512(void) { return &table; }

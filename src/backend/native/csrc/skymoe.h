@@ -70,6 +70,20 @@ typedef void (*wdotd_fn)(const float *x, long ldx, const float *w, long ldw, int
 typedef void (*ukernel_fn)(long kc, const float *ap, const float *b, long ldb, float *c, long ldc,
                            float alpha, float beta, int mv, int nv);
 
+/* One (query row, kv head) unit of paged attention (paged_attention.c, paged_body.h). */
+typedef struct {
+  const float *q;       /* the row's G query heads of this kv head, [G, D] */
+  const float *k, *v;   /* the caches offset to this kv head: slot s at s * ldkv */
+  float *o;             /* [G, D] */
+  const int32_t *table; /* the sequence's block ids */
+  long G, D, ldkv, len, block;
+  float scale;
+  float *scratch;       /* paged_unit_floats(G, D, len) */
+} paged_unit_t;
+
+/* Scratch floats of a paged-attention unit: G score rows of len rounded up to 16, G accumulators of D, G sums. */
+static inline size_t paged_unit_floats(long G, long D, long len) { return (size_t)(G * ((len + 15) / 16 * 16) + G * D + G); }
+
 typedef struct isa {
   const char *name;
   int mr, nr;    /* micro-tile */
@@ -104,6 +118,8 @@ typedef struct isa {
   void (*wdot_decode)(const uint8_t *w, int dtype, float *out, long k);
   int wdot_step[4];
   wdotd_fn wdot_dec[4];
+  /* One unit of paged attention; batch invariant (see paged_body.h). */
+  void (*paged_unit)(const paged_unit_t *u);
   /* Sum of n floats (n a multiple of 64) read as 8 concurrent prefetched streams: the best
      streaming read rate, the memory-bandwidth probe's loop. */
   double (*stream_sum)(const float *p, long n);
@@ -179,6 +195,13 @@ void k_attention(ctx_t *c, const float *q, const float *k, const float *v, float
 int k_attention_backward(ctx_t *c, const float *q, const float *k, const float *v, const float *o,
                          const float *lse, const float *dout, float *dq, float *dk, float *dv, long B,
                          long Tq, long Tk, long H, long Hkv, long D, long kvbs, long qoff, float scale);
+
+/* ------------------------------------------------------------------ paged attention (paged_attention.c) */
+/* Kernels.pagedAttention; 0 when the per-thread scratch cannot be allocated. The host arrays have been
+   validated by the binding (addon_paged.c). */
+int k_paged_attention(ctx_t *c, const float *q, const float *k, const float *v, float *o, long n, long H, long Hkv,
+                      long D, float scale, long block, const int32_t *row_seq, const int32_t *row_len,
+                      const int32_t *tables, long max_blocks);
 
 /* ------------------------------------------------------------------ weights (weights.c) */
 /* A weight [rows, cols] in a storage dtype: real value = decode(p) * scale * (row_scale ? row_scale[r] : 1). */

@@ -8,6 +8,7 @@
  * the scale, see weights.c). Weights are read once, in order, and converted in registers: the
  * loop is bound by memory bandwidth, not by the conversion.
  */
+#include <math.h>
 
 /* Element i of a weight row as the vector loads give it (f8: value / 256). */
 static inline float ISA(wscalar)(const uint8_t *w, int dtype, long i) {
@@ -57,13 +58,14 @@ static void ISA(decode_row)(const uint8_t *w, int dtype, float *out, long k, flo
 #endif
 
 /*
- * t + sum_p x[p] * w[p] for p < n, in order: the scalar tail of every wdot kernel, out of line so
- * that each kernel's tail is this same machine code (left alone, the compiler contracted one
- * kernel's tail to FMAs and vectorized another's products, which round differently). The
- * row-invariant products rely on every kernel rounding alike.
+ * t + sum_p x[p] * w[p] for p < n, one fused multiply-add at a time in order: the scalar tail of
+ * every wdot kernel (and of paged attention's dot products), out of line so that each kernel's tail
+ * is this same machine code. Left to the compiler, one kernel's tail became FMAs and another's
+ * vector products plus adds, which round differently; the row-invariant products and batch-invariant
+ * attention rely on every kernel rounding alike.
  */
 SKYMOE_ONE_COPY static float ISA(dot_tail)(float t, const float *x, const float *w, long n) {
-  for (long p = 0; p < n; p++) t += x[p] * w[p];
+  for (long p = 0; p < n; p++) t = fmaf(x[p], w[p], t);
   return t;
 }
 
