@@ -1,6 +1,7 @@
 /**
  * The tensor ops a continuous-batching server needs: scatterRows into a kept cache (validation,
- * in-place write), and T.rowInvariant: inside it linear and groupedMatmul give each row of a batch
+ * in-place write), pagedAttention over a cache filled by scatterRows against dense attention over
+ * the same keys (and its validation), and T.rowInvariant: inside it linear and groupedMatmul give each row of a batch
  * the bits that row gets alone, for weights in a storage dtype and for f32 tensors (the router),
  * on every backend; outside it, and where a gradient is needed, the usual GEMM path.
  */
@@ -108,5 +109,64 @@ test('T.rowInvariant keeps autograd where a gradient is needed (f32 weights thro
     // d sum(x w^T) / dw[j, p] = sum_i x[i, p]
     const xs = x.toFloat32(), colSums = [0, 1, 2, 3].map((p) => xs[p]! + xs[4 + p]! + xs[8 + p]!);
     assertCloseToScale(w.grad!.toFloat32(), Float32Array.from({ length: 24 }, (_, i) => colSums[i % 4]!), 'dw', 1e-6);
+  });
+});
+
+/** Slot of position p in a sequence's block list. */
+const slotOf = (blocks: number[], bs: number, p: number) => blocks[Math.floor(p / bs)]! * bs + (p % bs);
+
+for (const c of allBackends())
+  test(`T.pagedAttention on ${c.label}: a cache filled by scatterRows gives what T.attention gives on the same keys`, async (t) => {
+    const be = await tryCreate(c);
+    if (!be) return t.skip(`${c.label} not available`);
+    T.setBackend(be);
+    try {
+      T.tidy(() => T.noGrad(() => {
+        const [H, Hkv, D, bs] = [4, 2, 24, 4];
+        const seqs = [{ len: 11, blocks: [5, 2, 7] }, { len: 5, blocks: [0, 3] }];
+        const kCache = T.zeros([8 * bs, Hkv, D]), vCache = T.zeros([8 * bs, Hkv, D]);
+        const keys = seqs.map((s, i) => {
+          const k = T.tensor(randomArray(s.len * Hkv * D, 10 + i), [s.len, Hkv, D]), v = T.tensor(randomArray(s.len * Hkv * D, 20 + i), [s.len, Hkv, D]);
+          const slots = T.tensor(Int32Array.from({ length: s.len }, (_, p) => slotOf(s.blocks, bs, p)), [s.len], 'i32');
+          T.scatterRows(kCache, k, slots);
+          T.scatterRows(vCache, v, slots);
+          return { k, v };
+        });
+        // a prefill chunk of sequence 0 (positions 6..10) and a decode row of sequence 1 (position 4)
+        const qA = T.tensor(randomArray(5 * H * D, 30), [5, H, D]), qB = T.tensor(randomArray(H * D, 31), [1, H, D]);
+        const o = T.pagedAttention(T.concatRows([qA, qB]), kCache, vCache, {
+          blockSize: bs, maxBlocks: 3, blockTables: Int32Array.of(5, 2, 7, 0, 3, -1),
+          rowSeq: Int32Array.of(0, 0, 0, 0, 0, 1), rowLen: Int32Array.of(7, 8, 9, 10, 11, 5),
+        });
+        const dense = (q: T.Tensor, i: number) =>
+          T.attention(q.view([1, q.shape[0]!, H, D]), keys[i]!.k.view([1, seqs[i]!.len, Hkv, D]), keys[i]!.v.view([1, seqs[i]!.len, Hkv, D])).toFloat32();
+        const want = new Float32Array([...dense(qA, 0), ...dense(qB, 1)]);
+        assertCloseToScale(o.toFloat32(), want, 'paged against dense', 1e-5);
+      }));
+    } finally {
+      await be.dispose();
+    }
+  });
+
+test('T.pagedAttention refuses bad shapes, tables, lengths and gradients, naming the field', () => {
+  T.setBackend(js);
+  T.tidy(() => {
+    const q = T.zeros([2, 4, 8]), kc = T.zeros([12, 2, 8]), vc = T.zeros([12, 2, 8]);
+    const meta = { blockSize: 4, maxBlocks: 2, blockTables: Int32Array.of(0, 1, 2, -1), rowSeq: Int32Array.of(0, 1), rowLen: Int32Array.of(8, 3) };
+    assert.equal(T.pagedAttention(q, kc, vc, meta).shape.join(), '2,4,8');
+    throwsNaming(() => T.pagedAttention(q, T.zeros([12, 3, 8]), T.zeros([12, 3, 8]), meta), 'pagedAttention', '[2,4,8]', '[12,3,8]');
+    throwsNaming(() => T.pagedAttention(q, kc, T.zeros([12, 2, 4]), meta), 'vCache [12,2,4]');
+    throwsNaming(() => T.pagedAttention(q, kc, vc, { ...meta, rowSeq: Int32Array.of(0) }), 'rowSeq (1)', 'one entry per query row');
+    throwsNaming(() => T.pagedAttention(q, kc, vc, { ...meta, rowSeq: Int32Array.of(0, 2) }), 'rowSeq[1] = 2 has no block table (2 sequences)');
+    throwsNaming(() => T.pagedAttention(q, kc, vc, { ...meta, rowLen: Int32Array.of(9, 3) }), 'rowLen[0] = 9 is outside [1, 8]');
+    throwsNaming(() => T.pagedAttention(q, kc, vc, { ...meta, rowLen: Int32Array.of(8, 0) }), 'rowLen[1] = 0');
+    throwsNaming(() => T.pagedAttention(q, kc, vc, { ...meta, rowLen: Int32Array.of(8, 5) }), 'sequence 1 block 1 is -1');
+    throwsNaming(() => T.pagedAttention(q, kc, vc, { ...meta, blockTables: Int32Array.of(0, 3, 2, -1) }), 'sequence 0 block 1 is 3', 'outside the 3 blocks');
+    throwsNaming(() => T.pagedAttention(q, kc, vc, { ...meta, blockTables: Int32Array.of(0, 1, 2) }), 'blockTables has 3 entries');
+    throwsNaming(() => T.pagedAttention(q, kc, vc, { ...meta, blockSize: 0 }), 'blockSize 0');
+    const qg = T.zeros([2, 4, 8]);
+    qg.requiresGrad = true;
+    throwsNaming(() => T.pagedAttention(qg, kc, vc, meta), 'pagedAttention: inference only');
+    T.noGrad(() => T.pagedAttention(qg, kc, vc, meta)); // fine without grad mode
   });
 });
