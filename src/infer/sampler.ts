@@ -32,9 +32,11 @@
  */
 import { getRandomValues } from 'node:crypto';
 import { Rng } from '../tensor/random.js';
-import { argmax, idOfKey, MAX_VOCAB, rankKey, selectTop } from './rank.js';
+import { expNonPositive } from './exp.js';
+import { argmax, MAX_VOCAB, selectTop } from './rank.js';
 import { SamplingError } from './sample.js';
 import type { SamplingParams, TokenLogprob } from './types.js';
+import { drawIndex, type Kept, logSumExp, maxOf, nucleus, NUCLEUS_GUESS, SamplingScratch, softmaxWeights } from './weights.js';
 
 export interface SampledToken {
   id: number;
@@ -126,54 +128,10 @@ function uniform(rng: Rng): number {
   return (rng.nextU32() * 2 ** 21 + (rng.nextU32() >>> 11)) / 2 ** 53;
 }
 
-/** Histogram of (max - x) / T for locating the nucleus: 4 bins per nat up to 40 nats, one beyond. */
-const BINS_PER_NAT = 4;
-const NUCLEUS_BINS = 40 * BINS_PER_NAT + 1;
-
-/** Per-thread scratch, grown to the largest vocabulary seen; no V-sized allocation per token. */
-class Scratch {
-  penalized = new Float32Array(0); // (V) penalized logits
-  weights = new Float64Array(0); // (V) exp((x - max) / T), by id
-  keys = new Float64Array(0); // (V) rank keys of candidates
-  ids = new Int32Array(0); // (V) kept ids, in rank order
-  keptWeights = new Float64Array(0); // (V) their weights
-  heap = new Int32Array(0); // (V)
-  readonly hist = new Float64Array(NUCLEUS_BINS);
-
-  ensure(V: number): void {
-    if (this.ids.length >= V) return;
-    this.penalized = new Float32Array(V);
-    this.weights = new Float64Array(V);
-    this.keys = new Float64Array(V);
-    this.ids = new Int32Array(V);
-    this.keptWeights = new Float64Array(V);
-    this.heap = new Int32Array(V);
-  }
-}
-
-const scratch = new Scratch();
-
-/**
- * What a step draws from: `dense`, scratch.weights[0, V) by id; otherwise scratch.ids[0, count)
- * with scratch.keptWeights. `mass` is the survivors' weight before top_p (with max and T = 1 and
- * no penalties: the raw softmax's normalizer).
- */
-interface Kept {
-  dense: boolean;
-  count: number;
-  total: number;
-  max: number;
-  mass: number;
-}
+const scratch = new SamplingScratch();
 
 function noToken(): SamplingError {
   return new SamplingError('no token can be sampled: every logit is -Infinity');
-}
-
-function maxOf(x: Float32Array, V: number): number {
-  let m = -Infinity;
-  for (let i = 0; i < V; i++) if (x[i]! > m) m = x[i]!;
-  return m;
 }
 
 /**
@@ -313,7 +271,7 @@ export class SequenceSampler {
       if (max === -Infinity) throw noToken();
       let mass = 0;
       for (let j = 0; j < topK; j++) {
-        let w = Math.exp((x[s.ids[j]!]! - max) / T);
+        let w = expNonPositive((x[s.ids[j]!]! - max) / T);
         if (w < minP) w = 0;
         s.keptWeights[j] = w;
         mass += w;
@@ -326,78 +284,20 @@ export class SequenceSampler {
       }
       return { dense: false, count, total, max, mass };
     }
-    const max = maxOf(x, V);
+    // top_p's first guess at the nucleus, the best ids, gives the max too.
+    const guess = topP < 1 ? Math.min(NUCLEUS_GUESS, V) : 0;
+    if (guess > 0) selectTop(x, V, guess, s.ids, s.heap, s.keys);
+    const max = guess > 0 ? x[s.ids[0]!]! : maxOf(x, V);
     if (max === -Infinity) throw noToken();
-    const w = s.weights;
-    let mass = 0;
-    if (topP < 1) {
-      const hist = s.hist.fill(0);
-      for (let i = 0; i < V; i++) {
-        const d = (x[i]! - max) / T;
-        let e = Math.exp(d);
-        if (e < minP) e = 0;
-        w[i] = e;
-        mass += e;
-        hist[d > -40 ? (-d * BINS_PER_NAT) | 0 : NUCLEUS_BINS - 1]! += e;
-      }
-      return this.nucleus(x, max, mass);
-    }
-    for (let i = 0; i < V; i++) {
-      let e = Math.exp((x[i]! - max) / T);
-      if (e < minP) e = 0;
-      w[i] = e;
-      mass += e;
-    }
+    const mass = softmaxWeights(x, V, max, T, minP, s.weights);
+    if (guess > 0) return nucleus(x, V, max, T, topP, mass, guess, s);
     return { dense: true, count: V, total: mass, max, mass };
-  }
-
-  /**
-   * top_p over the dense weights without sorting V: the histogram gives the first bin by which the
-   * mass reaches top_p x mass; the ids within that many nats of the max (a prefix of the rank
-   * order, with a hair of margin for the bin edges) are sorted and summed in rank order, which is
-   * exactly the definition's sum. If that prefix falls short of the target by more than the
-   * rounding of the two summation orders, the prefix widens by a bin, then to every id.
-   */
-  private nucleus(x: Float32Array, max: number, mass: number): Kept {
-    const { temperature: T, topP } = this.params;
-    const V = this.vocabSize;
-    const { weights: w, keys, ids, keptWeights, hist } = scratch;
-    const target = topP * mass;
-    let b = 0;
-    for (let cum = hist[0]!; b < NUCLEUS_BINS - 1 && cum < target; ) cum += hist[++b]!;
-    for (let widened = 0; ; widened++) {
-      const floor = b >= NUCLEUS_BINS - 1 ? -Infinity : max - ((T * (b + 1)) / BINS_PER_NAT) * (1 + 1e-9);
-      let c = 0;
-      for (let i = 0; i < V; i++) if (w[i]! > 0 && x[i]! >= floor) keys[c++] = rankKey(x[i]!, i);
-      keys.subarray(0, c).sort();
-      let total = 0;
-      for (let j = 0; j < c; j++) {
-        const id = idOfKey(keys[j]!);
-        ids[j] = id;
-        keptWeights[j] = w[id]!;
-        total += w[id]!;
-        if (total >= target) return { dense: false, count: j + 1, total, max, mass };
-      }
-      // Short by rounding only (the sums ran in different orders): what is left is noise.
-      if (floor === -Infinity || target - total <= 1e-12 * mass) return { dense: false, count: c, total, max, mass };
-      b = widened === 0 ? b + 1 : NUCLEUS_BINS - 1;
-    }
   }
 
   private draw(kept: Kept): number {
     const r = uniform(this.rng) * kept.total;
-    const w = kept.dense ? scratch.weights : scratch.keptWeights;
-    let acc = 0;
-    let last = 0;
-    for (let j = 0; j < kept.count; j++) {
-      const wj = w[j]!;
-      if (wj === 0) continue;
-      acc += wj;
-      last = j;
-      if (r < acc) break;
-    }
-    // When rounding leaves r at the total, the last token of positive weight.
-    return kept.dense ? last : scratch.ids[last]!;
+    if (kept.dense) return drawIndex(scratch.weights, kept.count, r);
+    return scratch.ids[drawIndex(scratch.keptWeights, kept.count, r)]!;
   }
 
   /** Step 1: log-softmax of the raw logits (lse: their log-normalizer when already known). */
@@ -406,12 +306,7 @@ export class SequenceSampler {
     const n = Math.min(this.params.topLogprobs, V);
     const s = scratch;
     if (n > 0) selectTop(raw, V, n, s.ids, s.heap, s.keys);
-    if (Number.isNaN(lse)) {
-      const max = n > 0 ? raw[s.ids[0]!]! : maxOf(raw, V);
-      let z = 0;
-      for (let i = 0; i < V; i++) z += Math.exp(raw[i]! - max);
-      lse = max + Math.log(z);
-    }
+    if (Number.isNaN(lse)) lse = logSumExp(raw, V, n > 0 ? raw[s.ids[0]!]! : maxOf(raw, V));
     const top: { id: number; logprob: number }[] = [];
     for (let j = 0; j < n; j++) top.push({ id: s.ids[j]!, logprob: raw[s.ids[j]!]! - lse });
     return { id, logprob: raw[id]! - lse, top };
