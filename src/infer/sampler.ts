@@ -24,11 +24,14 @@
  *      top_p there counts the mass min_p later drops);
  *    - draw from the kept weights with this sequence's stream (53-bit uniforms).
  *
- * Cost per token (V = vocabulary): greedy is one pass over V; top_k one pass with a bounded heap
- * and no exp; other sampling one max pass and one exp pass over V (each weight computed once and
- * kept in scratch), plus for top_p a pass collecting a candidate prefix that a histogram of the
- * weights says holds the nucleus, and a native sort of those candidates only. Scratch arrays are
- * shared by all samplers of a thread (next() is synchronous) and grow to the largest V seen.
+ * Cost per token (V = vocabulary; bench/sampler.ts): greedy is one pass over V; top_k one heap
+ * pass (no exp over V); other sampling a max pass, one exp pass (a table-driven exp, exp.ts; each
+ * weight computed once, kept in scratch) and a draw scanning the kept weights. top_p adds a heap
+ * pass for the 64 best ids and, only when the nucleus is larger, a histogram pass, a collecting
+ * pass and a sort of the histogram's boundary bin (weights.ts). logprobs add a heap pass for the
+ * alternatives and an exp pass, except at T = 1 without penalties or min_p, where the sampling
+ * pass summed the very same terms. Scratch arrays are shared by all samplers of a thread (next()
+ * is synchronous) and grow to the largest V seen: no V-sized allocation per token.
  */
 import { getRandomValues } from 'node:crypto';
 import { Rng } from '../tensor/random.js';
@@ -143,7 +146,11 @@ function noToken(): SamplingError {
  * ```
  */
 export class SequenceSampler {
-  /** The request seed this stream derives from (params.seed, or a fresh random one when null). */
+  /**
+   * The request seed this stream derives from: params.seed, or when null a fresh one per sampler
+   * (the engine may instead draw one per request with randomSeed() and pass it to all n choices,
+   * e.g. to log it; either way the choices' streams differ).
+   */
   readonly seed: number;
   private readonly rng: Rng;
   private outputs = 0;
@@ -256,7 +263,7 @@ export class SequenceSampler {
         x[id] = v > 0 ? v / rep : v * rep;
       }
     }
-    if (counted) for (const [id, c] of this.counts!) x[id] = x[id]! - (c * freq + presence);
+    if (counted) this.counts!.forEach((c, id) => (x[id] = x[id]! - (c * freq + presence)));
     return x;
   }
 

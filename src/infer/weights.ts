@@ -84,11 +84,11 @@ export function logSumExp(x: Float32Array, V: number, max: number): number {
 /**
  * top_p over dense weights (s.weights, summing to mass) without sorting V: the kept ids go to
  * s.ids and s.keptWeights. The cut is where the weights, summed in rank order, reach topP x mass.
- * First within the `guess` best ids, which s.ids[0, guess) holds in rank order (exact). Failing that, a histogram of the
- * weights by (max - x) / T, whose bins cut the rank order into consecutive runs: the bins before
- * the one where the mass reaches the target are kept whole and unsorted, and only that boundary
- * bin is sorted to place the cut (the bins' sums run in id order, so the cut is the definition's
- * up to float64 rounding).
+ * First within the `guess` best ids, which s.ids[0, guess) holds in rank order (exact). Failing
+ * that, a histogram of the weights by (max - x) / T, whose bins cut the rank order into
+ * consecutive runs: the bins before the one where the mass reaches the target are kept whole and
+ * unsorted, and only that boundary bin is sorted to place the cut (the bins' sums run in id order,
+ * so the cut is the definition's up to float64 rounding).
  */
 export function nucleus(x: Float32Array, V: number, max: number, T: number, topP: number, mass: number, guess: number, s: SamplingScratch): Kept {
   const target = topP * mass;
