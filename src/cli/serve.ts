@@ -9,7 +9,7 @@ import type { BackendName } from '../backend/backend.js';
 import type { EngineHandle } from '../infer/types.js';
 import { loadTokenizer } from '../io/tokenizer/index.js';
 import type { LoadDType } from '../io/weights.js';
-import { createServer } from '../serve/index.js';
+import { checkChatTemplate, createServer } from '../serve/index.js';
 
 export interface ServeCliOptions {
   model: string;
@@ -49,6 +49,8 @@ export async function runServe(o: ServeCliOptions): Promise<void> {
   if (o.kvCacheGb !== undefined && !(o.kvCacheGb > 0)) throw new Error(`--kv-cache-gb: expected a positive number of GiB, got ${o.kvCacheGb}`);
   const modelName = o.servedModelName ?? basename(resolve(o.model));
   const tokenizer = await loadTokenizer(o.model);
+  // Before the engine starts: a template that does not parse ends the command at once.
+  checkChatTemplate(tokenizer);
   const engine = startEngineWorker({
     model: o.model,
     modelName,

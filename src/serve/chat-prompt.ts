@@ -2,7 +2,9 @@
  * A chat request's messages as the prompt text the model reads: the tokenizer's own
  * `chat_template` (tokenizer_config.json), or DEFAULT_CHAT_TEMPLATE when the model has none.
  */
-import { applyChatTemplate, type ChatMessage, type Tokenizer } from '../io/tokenizer/index.js';
+import { Template } from '@huggingface/jinja';
+import { applyChatTemplate, ChatTemplateError, type ChatMessage, type Tokenizer } from '../io/tokenizer/index.js';
+import { selectChatTemplate } from '../io/tokenizer/chat.js';
 import type { ChatRequestMessage } from './schemas.js';
 
 /**
@@ -22,6 +24,22 @@ export interface ChatPrompt {
   text: string;
   /** Where a reply ends when the template is the default one (the model's own templates end turns with its eos). */
   endOfTurn?: string;
+}
+
+/**
+ * Throw ChatTemplateError when the tokenizer's chat_template does not parse: a fault of the
+ * model's files, to report at start rather than as an error on every chat request.
+ */
+export function checkChatTemplate(tok: Tokenizer): void {
+  if (tok.chatTemplate === undefined) return;
+  const names = typeof tok.chatTemplate === 'string' ? ['default'] : Object.keys(tok.chatTemplate);
+  for (const name of names) {
+    try {
+      new Template(selectChatTemplate(tok, { templateName: name }));
+    } catch (e) {
+      throw new ChatTemplateError(`${tok.file ?? 'tokenizer_config.json'}: chat_template ${JSON.stringify(name)} does not parse: ${(e as Error).message}`);
+    }
+  }
 }
 
 /**

@@ -8,7 +8,7 @@
  * console.log(await server.listen('127.0.0.1', 8000));   // http://127.0.0.1:8000
  * ```
  */
-export { DEFAULT_CHAT_TEMPLATE, DEFAULT_END_OF_TURN, renderChatPrompt, templateMessages, type ChatPrompt } from './chat-prompt.js';
+export { checkChatTemplate, DEFAULT_CHAT_TEMPLATE, DEFAULT_END_OF_TURN, renderChatPrompt, templateMessages, type ChatPrompt } from './chat-prompt.js';
 export { generateChoices, GenerationError, type ChoiceEvent } from './choices.js';
 export { ApiError, UnavailableError, type ErrorObject } from './errors.js';
 export { chatLogprobs, completionLogprobs, TokenStrings, type ChatTokenLogprob, type CompletionLogprobs } from './logprobs.js';

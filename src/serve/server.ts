@@ -9,7 +9,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import type { AddressInfo } from 'node:net';
 import type { Tokenizer } from '../io/tokenizer/index.js';
 import { EngineBusyError, type EngineHandle, type GenerationRequest } from '../infer/types.js';
-import { selectChatTemplate } from '../io/tokenizer/chat.js';
+import { checkChatTemplate } from './chat-prompt.js';
 import { generateChoices, GenerationError, type ChoiceEvent } from './choices.js';
 import {
   ApiError,
@@ -73,8 +73,7 @@ type Route = { method: 'GET' | 'POST'; auth: boolean; handle: (req: IncomingMess
 export function createServer(opts: ServerOptions): SkymoeServer {
   const { tokenizer, modelName } = opts;
   const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  // A template that does not parse is the model's fault: fail now, not on every chat request.
-  if (tokenizer.chatTemplate !== undefined) selectChatTemplate(tokenizer);
+  checkChatTemplate(tokenizer);
   const strings = new TokenStrings(tokenizer);
   const created = Math.floor(Date.now() / 1000);
   let engine: EngineHandle | undefined;

@@ -6,9 +6,10 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadTokenizer, tokenizerFromJson, tokenizerToJson } from '../../src/io/tokenizer/index.js';
+import { ChatTemplateError, loadTokenizer, tokenizerFromJson, tokenizerToJson } from '../../src/io/tokenizer/index.js';
 import { DEFAULT_CHAT_TEMPLATE, renderChatPrompt } from '../../src/serve/chat-prompt.js';
 import { ApiError } from '../../src/serve/errors.js';
+import { createServer } from '../../src/serve/server.js';
 import { planChat } from '../../src/serve/requests.js';
 import { chatRequestSchema, parseBody, type ChatRequestMessage } from '../../src/serve/schemas.js';
 import { lenmlDir } from '../io/tokenizer-corpus.js';
@@ -56,6 +57,14 @@ describe('the default chat template', () => {
     assert.throws(
       () => planChat(r, { tokenizer: strict, maxContext: 128 }),
       (e: unknown) => e instanceof ApiError && e.status === 400 && e.param === 'messages' && /Conversations must start with a user turn/.test(e.message),
+    );
+  });
+
+  it('refuses to start a server on a template that does not parse', () => {
+    const broken = tokenizerFromJson(tokenizerToJson(tok), 'tokenizer.json', { eos_token: '</s>', chat_template: '{% for m in messages %}{{ m.content }}' });
+    assert.throws(
+      () => createServer({ engine: new Promise(() => {}), tokenizer: broken, modelName: 'broken' }),
+      (e: unknown) => e instanceof ChatTemplateError && /chat_template "default" does not parse/.test(e.message),
     );
   });
 });
