@@ -35,6 +35,7 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
       cleanup();
       resolve();
     };
+    // Also a client leaving before the end of its body (Node reports 'aborted' as an error).
     const onError = (e: Error): void => {
       cleanup();
       reject(e);

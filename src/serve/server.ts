@@ -178,6 +178,7 @@ export function createServer(opts: ServerOptions): SkymoeServer {
     };
     // The first event decides between an error reply (queue full, engine fault) and a 200.
     const first = await events.next();
+    if (abort.signal.aborted) return;
     if (!stream) {
       for (let r = first; !r.done; r = await events.next()) renderer.add(r.value);
       if (abort.signal.aborted) return;

@@ -7,6 +7,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import OpenAI from 'openai';
 import { EngineBusyError, type EngineHandle } from '../../src/infer/types.js';
 import { createServer, type SkymoeServer } from '../../src/serve/server.js';
@@ -349,5 +350,17 @@ describe('drain', () => {
     assert.equal(text, fakeText(IDS_PROMPT, 20).slice(tok.decode([IDS_PROMPT.at(-1)! + 1]).length));
     await drained;
     await assert.rejects(fetch(`${s.url}/health`));
+  });
+
+  it('is not held up by a client that left in the middle of its body', async () => {
+    const s = await start();
+    const { port } = s.server.address!;
+    const socket = connect(port, '127.0.0.1');
+    await new Promise((r) => socket.once('connect', r));
+    socket.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"prompt": "Call');
+    await new Promise((r) => setTimeout(r, 50));
+    socket.destroy();
+    await new Promise((r) => setTimeout(r, 50));
+    await s.server.drain();
   });
 });
