@@ -12,7 +12,7 @@ import OpenAI from 'openai';
 import { EngineBusyError, type EngineHandle } from '../../src/infer/types.js';
 import { createServer, type SkymoeServer } from '../../src/serve/server.js';
 import { FakeEngine } from './fake-engine.js';
-import { smallTokenizer } from './fixtures.js';
+import { apiError, smallTokenizer } from './fixtures.js';
 
 const tok = smallTokenizer();
 const KEY = 'sk-test-key';
@@ -34,17 +34,6 @@ async function start(o: { apiKey?: string; maxQueue?: number; delayMs?: number; 
 /** The ids the fake engine generates for a prompt: counting up from its last id, choice i starting i later. */
 function fakeText(prompt: number[], count: number, choice = 0): string {
   return tok.decode(Array.from({ length: count }, (_, k) => (prompt.at(-1)! + 1 + choice + k) % tok.vocabSize));
-}
-
-/** The status and body of a rejected openai call. */
-async function apiError(p: Promise<unknown>): Promise<{ status: number; error: Record<string, unknown> }> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof OpenAI.APIError, String(e));
-    return { status: e.status as number, error: e.error as Record<string, unknown> };
-  }
-  assert.fail('expected an error');
 }
 
 /** Samples of a Prometheus text exposition, each line checked against the format. */

@@ -21,7 +21,7 @@ import { loadTokenizer, saveTokenizer, tokenizerConfigJson, tokenizerFromJson, t
 import { preset } from '../../src/model/presets.js';
 import { SkyworkMoE } from '../../src/model/skywork-moe.js';
 import { createServer, type SkymoeServer } from '../../src/serve/server.js';
-import { CORPUS } from './fixtures.js';
+import { apiError, CORPUS } from './fixtures.js';
 
 const engineModule = new URL('../../src/infer/engine-worker.js', import.meta.url);
 const skip = existsSync(fileURLToPath(engineModule)) ? false : 'src/infer/engine-worker.ts (startEngine) has not landed on this branch yet';
@@ -61,16 +61,6 @@ async function writeModel(): Promise<void> {
   await saveTokenizer(dir, withTemplate, { modelMaxLength: cfg.maxPositions });
   tok = await loadTokenizer(dir);
   assert.equal(tok.chatTemplate, TEMPLATE);
-}
-
-async function apiError(p: Promise<unknown>): Promise<{ status: number; error: Record<string, unknown> }> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof OpenAI.APIError, String(e));
-    return { status: e.status as number, error: e.error as Record<string, unknown> };
-  }
-  assert.fail('expected an error');
 }
 
 async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
