@@ -120,10 +120,16 @@ export function createServer(opts: ServerOptions): SkymoeServer {
       auth: true,
       handle: (_req, res, path) => {
         const e = ready();
-        const id = path.slice('/v1/models/'.length);
-        if (path === '/v1/models') sendJson(res, 200, { object: 'list', data: [modelCard(e)] });
-        else if (decodeURIComponent(id) === modelName) sendJson(res, 200, modelCard(e));
-        else throw modelNotFound(decodeURIComponent(id), modelName);
+        if (path === '/v1/models') return sendJson(res, 200, { object: 'list', data: [modelCard(e)] });
+        const raw = path.slice('/v1/models/'.length);
+        let id = raw;
+        try {
+          id = decodeURIComponent(raw);
+        } catch {
+          // Not valid percent-encoding: compared as sent.
+        }
+        if (id !== modelName) throw modelNotFound(id, modelName);
+        sendJson(res, 200, modelCard(e));
       },
     },
     '/v1/completions': { method: 'POST', auth: true, handle: (req, res) => track(generate('completion', req, res)) },

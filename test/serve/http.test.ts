@@ -68,6 +68,7 @@ describe('on a ready engine', () => {
     const e = await apiError(s.client.models.retrieve('gpt-4'));
     assert.equal(e.status, 404);
     assert.equal(e.error.code, 'model_not_found');
+    assert.equal((await fetch(`${s.url}/v1/models/%E0%A4%A`)).status, 404);
   });
 
   it('answers completions: text, n choices, usage, logprobs', async () => {
