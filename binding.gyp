@@ -13,10 +13,12 @@
       "sources": [
         "src/backend/native/csrc/addon.c",
         "src/backend/native/csrc/addon_weights.c",
+        "src/backend/native/csrc/addon_paged.c",
         "src/backend/native/csrc/pool.c",
         "src/backend/native/csrc/weights.c",
         "src/backend/native/csrc/gemm.c",
         "src/backend/native/csrc/attention.c",
+        "src/backend/native/csrc/paged_attention.c",
         "src/backend/native/csrc/ops.c",
         "src/backend/native/csrc/isa_generic.c"
       ],

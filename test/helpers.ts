@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import type { Backend } from '../src/backend/backend.js';
 import { createBackend } from '../src/backend/index.js';
 import { JsBackend } from '../src/backend/js/index.js';
+import { type NativeIsa, createNativeBackend, nativeInfo } from '../src/backend/native/index.js';
 
 export interface BackendCase {
   label: string;
@@ -18,6 +19,24 @@ export function allBackends(): BackendCase[] {
   ];
   if (process.env.SKYMOE_TEST_NATIVE !== '0') {
     cases.push({ label: 'native/2', create: () => createBackend({ name: 'native', threads: 2 }) });
+  }
+  return cases;
+}
+
+/**
+ * The native backend forced to each instruction set this CPU runs, with 1 and 2 threads: every code
+ * path of the native kernels. Empty when the addon is not built (or SKYMOE_TEST_NATIVE=0).
+ */
+export function nativeIsaCases(): BackendCase[] {
+  if (process.env.SKYMOE_TEST_NATIVE === '0' || !nativeInfo().available) return [];
+  const cases: BackendCase[] = [];
+  for (const isa of ['avx512', 'avx2', 'generic'] as NativeIsa[]) {
+    try {
+      void createNativeBackend({ isa }).dispose();
+    } catch {
+      continue; // this CPU lacks it
+    }
+    for (const threads of [1, 2]) cases.push({ label: `native ${isa}/${threads}`, create: async () => createNativeBackend({ isa, threads }) });
   }
   return cases;
 }

@@ -107,13 +107,19 @@ export interface Kernels {
   groupedMatmul(mode: GroupedMode, a: Ptr, b: Ptr, c: Ptr, offsets: Int32Array, m: number, k: number, beta: 0 | 1): void;
 
   // ---------------------------------------------------------------- weights in their storage dtype
-  /** y [m, n] = x [m, k] @ W^T, W a [n, k] weight (y overwritten). */
-  linearW(x: Ptr, w: WeightRef, y: Ptr, m: number, k: number, n: number): void;
+  /**
+   * y [m, n] = x [m, k] @ W^T, W a [n, k] weight (y overwritten). `rowInvariant`: each y[i, j] is
+   * bit for bit what the same call gives row i of x alone (m = 1), whatever m, i and the thread
+   * count (the one-row path's summation order for every m; slower for many rows, see
+   * docs/weights.md). Without it many rows take a faster GEMM whose rounding differs.
+   */
+  linearW(x: Ptr, w: WeightRef, y: Ptr, m: number, k: number, n: number, rowInvariant?: boolean): void;
   /**
    * Grouped y[rows_g] = x[rows_g] @ W_g^T over contiguous row segments (offsets as for
    * groupedMatmul, G + 1 entries): x [N, k], each W_g [n, k] (ws.refs[g]), y [N, n] overwritten.
+   * `rowInvariant` as for linearW: each row's result is also independent of the group sizes.
    */
-  groupedLinearW(x: Ptr, ws: WeightTable, y: Ptr, offsets: Int32Array, n: number, k: number): void;
+  groupedLinearW(x: Ptr, ws: WeightTable, y: Ptr, offsets: Int32Array, n: number, k: number, rowInvariant?: boolean): void;
   /** out[i] = row ids[i] of W [rows, cols], decoded and scaled (ids i32 [count], each < rows). */
   gatherRowsW(w: WeightRef, rows: number, ids: Ptr, out: Ptr, count: number, cols: number): void;
   /** out [rows, cols] (f32) = the real values of W. */
@@ -180,6 +186,8 @@ export interface Kernels {
   gatherRows(table: Ptr, ids: Ptr, out: Ptr, n: number, cols: number): void;
   /** Accumulate: table[ids[i]] += src[i] (rows of `cols` floats); repeated ids add up. */
   scatterAddRows(src: Ptr, ids: Ptr, table: Ptr, n: number, cols: number): void;
+  /** dst[ids[i]] = src[i] (rows of `cols` floats), ids i32 [n] and distinct (e.g. new keys into KV-cache slots). */
+  scatterRows(src: Ptr, ids: Ptr, dst: Ptr, n: number, cols: number): void;
 
   // ---------------------------------------------------------------- transformer
   /**
@@ -198,6 +206,22 @@ export interface Kernels {
    */
   attention(q: Ptr, k: Ptr, v: Ptr, o: Ptr, lse: Ptr, B: number, Tq: number, Tk: number, H: number, Hkv: number,
     D: number, kvBatchStride: number, qOffset: number, scale: number): void;
+  /**
+   * Causal attention for a batch of sequences whose keys and values live in a paged cache (the
+   * decode and prefill steps of a continuous-batching server). q, o [n, H, D]: n query rows from
+   * any sequences, in any order. kCache, vCache [numSlots, Hkv, D], slot = block * blockSize +
+   * offset. Row i belongs to sequence s = rowSeq[i] and sees that sequence's keys at positions
+   * 0 .. rowLen[i] - 1 (rowLen[i] >= 1: the caller has written the row's own key), position p in slot
+   * blockTables[s * maxBlocks + floor(p / blockSize)] * blockSize + p % blockSize. Head h uses kv
+   * head h / (H / Hkv); o = softmax(scale q k^T) v. rowSeq, rowLen, blockTables are host arrays (as
+   * groupedMatmul's offsets).
+   * Batch invariant: a row's output is bit for bit the same whatever else the call holds (n, the
+   * row's index, other rows and sequences, the thread count) and wherever its sequence's blocks lie:
+   * the order of every reduction depends only on the row's q, its sequence's keys and values, and
+   * rowLen.
+   */
+  pagedAttention(q: Ptr, kCache: Ptr, vCache: Ptr, o: Ptr, n: number, H: number, Hkv: number, D: number, scale: number,
+    blockSize: number, rowSeq: Int32Array, rowLen: Int32Array, blockTables: Int32Array, maxBlocks: number): void;
   /**
    * Backward of `attention` (recomputes the probabilities from lse). dq [B, Tq, H, D] and dk, dv
    * (compact [B, Tk, Hkv, D], whatever kvBatchStride is) are overwritten.

@@ -55,3 +55,43 @@ function projectHeads(x: Tensor, w: Tensor | Weight, norm: Tensor | undefined, h
   if (cfg.qkNorm === 'head') p = T.rmsnorm(p, norm!, cfg.rmsNormEps);
   return p;
 }
+
+/** Where each row of a paged step reads and writes its keys and values (see paged-kv.ts). */
+export interface PagedAttentionMeta {
+  /** The caches of this layer: [slots, Hkv, D]. */
+  k: Tensor;
+  v: Tensor;
+  /** i32 [N]: the cache slot each new row's key and value go to. */
+  slots: Tensor;
+  blockSize: number;
+  /** Per row: its sequence (a row of blockTables) and the keys it sees (its position + 1). */
+  rowSeq: Int32Array;
+  rowLen: Int32Array;
+  /** [sequences * maxBlocks] block ids. */
+  blockTables: Int32Array;
+  maxBlocks: number;
+}
+
+/**
+ * Attention over a paged KV cache for N rows of any number of sequences (continuous batching):
+ * x [N, C] normalized, positions i32 [N]. The rows' keys and values are written to their slots
+ * first, then each row attends to its sequence's keys up to its own position.
+ */
+export function pagedAttentionBlock(x: Tensor, w: AttentionWeights, cfg: ModelConfig, rope: RopeTables, positions: Tensor, kv: PagedAttentionMeta): Tensor {
+  const [N] = x.shape as [number, number];
+  const H = cfg.numHeads, Hkv = cfg.numKvHeads, D = cfg.headDim;
+  const x3 = T.reshape(x, [1, N, cfg.hiddenSize]);
+  const q = T.reshape(T.rope(projectHeads(x3, w.q, w.qNorm, H, D, cfg), rope, positions), [N, H, D]);
+  const k = T.reshape(T.rope(projectHeads(x3, w.k, w.kNorm, Hkv, D, cfg), rope, positions), [N, Hkv, D]);
+  const v = T.reshape(T.linear(x, w.v), [N, Hkv, D]);
+  T.scatterRows(kv.k, k, kv.slots);
+  T.scatterRows(kv.v, v, kv.slots);
+  const a = T.pagedAttention(q, kv.k, kv.v, {
+    blockSize: kv.blockSize,
+    rowSeq: kv.rowSeq,
+    rowLen: kv.rowLen,
+    blockTables: kv.blockTables,
+    maxBlocks: kv.maxBlocks,
+  }); // (N, H, D)
+  return T.linear(T.reshape(a, [N, H * D]), w.o); // (N, C)
+}

@@ -13,10 +13,11 @@ import type { Backend } from '../backend/backend.js';
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
 import type { ExpertWeights, Weight } from '../tensor/index.js';
-import { attentionBlock, type AttentionWeights, type RopeTables } from './attention.js';
+import { attentionBlock, type AttentionWeights, pagedAttentionBlock, type RopeTables } from './attention.js';
 import { isMoeLayer, LAYOUTS, type ModelConfig, validateConfig } from './config.js';
 import { KVCache } from './kv-cache.js';
 import { DROPLESS, moeForward, type MoeOptions, type MoeWeights, type RouterStats } from './moe.js';
+import type { PagedKVCache } from './paged-kv.js';
 
 // ------------------------------------------------------------------ parameter layout
 
@@ -113,6 +114,26 @@ export interface ForwardResult {
   logits: Tensor;
   /** One entry per MoE layer. */
   moe: LayerOutput[];
+}
+
+/**
+ * One step of continuous batching: N token rows from any number of sequences (a chunk of a
+ * prompt, or the last sampled token), each at its own position, with its sequence's block table.
+ */
+export interface PagedStep {
+  /** i32 [N]: the tokens. */
+  ids: Int32Array;
+  /** [N]: each token's position in its sequence. */
+  positions: Int32Array;
+  /** [N]: the cache slot each token's key and value are written to. */
+  slots: Int32Array;
+  /** [N]: each row's sequence, a row of blockTables. */
+  rowSeq: Int32Array;
+  /** [sequences * maxBlocks]: block ids of each sequence (unused entries: any valid id). */
+  blockTables: Int32Array;
+  maxBlocks: number;
+  /** Rows whose next-token logits are wanted (a sequence's last row when it samples). */
+  logitRows: Int32Array;
 }
 
 export class ModelError extends Error {
@@ -332,6 +353,48 @@ export class SkyworkMoE {
     const logits = T.linear(T.rmsnorm(x, this.finalNorm, c.rmsNormEps), this.head); // (B, T, V)
     if (cache) cache.length += Tn;
     return { logits, moe };
+  }
+
+  /**
+   * A continuous-batching step over a paged KV cache (no autograd): writes every row's keys and
+   * values into its slot, and returns the logits of `logitRows` [R, V] on the host. Runs under
+   * T.rowInvariant: a row's result does not depend on what else is in the step (batch invariance).
+   */
+  forwardPaged(step: PagedStep, kv: PagedKVCache): Float32Array {
+    const c = this.config;
+    const N = step.ids.length;
+    if (N === 0) return new Float32Array(0);
+    if (step.positions.length !== N || step.slots.length !== N || step.rowSeq.length !== N) throw new ModelError(`forwardPaged: ${N} ids but ${step.positions.length} positions, ${step.slots.length} slots, ${step.rowSeq.length} row sequences`);
+    for (let i = 0; i < N; i++) {
+      const id = step.ids[i]!, p = step.positions[i]!;
+      if (id < 0 || id >= c.vocabSize) throw new ModelError(`forwardPaged: token id ${id} is outside the vocabulary of ${c.vocabSize}`);
+      if (p < 0 || p >= c.maxPositions) throw new ModelError(`forwardPaged: position ${p} is outside max_position_embeddings ${c.maxPositions}`);
+    }
+    const rowLen = step.positions.map((p) => p + 1);
+    return T.noGrad(() =>
+      T.rowInvariant(() =>
+        T.tidy(() => {
+          const be = this.backend;
+          const ids = T.tensor(step.ids, [N], 'i32', be);
+          const positions = T.tensor(step.positions, [N], 'i32', be);
+          const slots = T.tensor(step.slots, [N], 'i32', be);
+          let x = T.embedding(this.embed, ids); // (N, C)
+          for (let l = 0; l < c.numLayers; l++) {
+            const w = this.layers[l]!;
+            const meta = { k: kv.k[l]!, v: kv.v[l]!, slots, blockSize: kv.blockSize, rowSeq: step.rowSeq, rowLen, blockTables: step.blockTables, maxBlocks: step.maxBlocks };
+            const a = pagedAttentionBlock(T.rmsnorm(x, w.inputNorm, c.rmsNormEps), w.attention, c, this.rope, positions, meta);
+            const h = T.add(x, a); // (N, C)
+            const hn = T.rmsnorm(h, w.postNorm, c.rmsNormEps);
+            const f = w.moe ? moeForward(hn, w.moe, c, DROPLESS).y : this.denseMlp(w.mlp!, hn);
+            x = T.add(h, f);
+          }
+          const R = step.logitRows.length;
+          if (R === 0) return new Float32Array(0);
+          const last = T.gatherRows(x, T.tensor(step.logitRows, [R], 'i32', be)); // (R, C)
+          return T.linear(T.rmsnorm(last, this.finalNorm, c.rmsNormEps), this.head).toFloat32(); // (R, V)
+        }),
+      ),
+    );
   }
 
   /** Incremental decoding step(s) without autograd; returns logits (B, T, V). */

@@ -1,12 +1,24 @@
 /**
- * Engine state for the current thread: the default backend, grad mode and `tidy` scopes.
+ * Engine state for the current thread: the default backend, grad and row-invariant modes and
+ * `tidy` scopes.
  */
 import type { Backend } from '../backend/backend.js';
 import type { GradNode } from './autograd.js';
 import type { Tensor } from './tensor.js';
 
 let backend: Backend | null = null;
-let gradEnabled = true;
+/** Modes set for the extent of a call (noGrad, rowInvariant). */
+const mode = { grad: true, rowInvariant: false };
+
+function withMode<T>(key: keyof typeof mode, value: boolean, fn: () => T): T {
+  const prev = mode[key];
+  mode[key] = value;
+  try {
+    return fn();
+  } finally {
+    mode[key] = prev;
+  }
+}
 
 interface Scope {
   tensors: Tensor[];
@@ -26,18 +38,31 @@ export function currentBackend(): Backend {
 }
 
 export function isGradEnabled(): boolean {
-  return gradEnabled;
+  return mode.grad;
 }
 
 /** Run fn without recording autograd nodes (inference, optimizer updates). */
 export function noGrad<T>(fn: () => T): T {
-  const prev = gradEnabled;
-  gradEnabled = false;
-  try {
-    return fn();
-  } finally {
-    gradEnabled = prev;
-  }
+  return withMode('grad', false, fn);
+}
+
+export function isRowInvariant(): boolean {
+  return mode.rowInvariant;
+}
+
+/**
+ * Run fn with row-invariant products: inside, `linear` and `groupedMatmul` give every row of their
+ * input the bits it would get alone, whatever the other rows, their number, the expert group sizes
+ * and the thread count (Kernels.linearW's rowInvariant; slower than the GEMM for many rows). A
+ * continuous-batching server wraps its forward in it so a request's tokens do not depend on which
+ * requests share its batch. f32 tensor weights (the router, f32 checkpoints) take the weight
+ * kernels too, when no gradient is needed; a product that needs one keeps the autograd GEMM.
+ *
+ * @example
+ * const logits = T.noGrad(() => T.rowInvariant(() => model.decode(ids, cache)));
+ */
+export function rowInvariant<T>(fn: () => T): T {
+  return withMode('rowInvariant', true, fn);
 }
 
 /** Called by every Tensor constructor: the innermost scope owns it. */

@@ -303,6 +303,14 @@ export function makeJsKernels(heap: Heap): Kernels {
       }
     },
 
+    scatterRows(src, ids, dst, n, cols) {
+      const f = F(), i32 = I();
+      for (let i = 0; i < n; i++) {
+        const s = w(src) + i * cols;
+        f.copyWithin(w(dst) + i32[w(ids) + i]! * cols, s, s + cols);
+      }
+    },
+
     rope(x, y, cos, sin, positions, ntok, heads, dim, inverse) {
       const f = F(), i32 = I();
       const half = dim >> 1;
@@ -360,6 +368,36 @@ export function makeJsKernels(heap: Heap): Kernels {
             f[w(lse) + (b * H + h) * Tq + i] = mx + Math.log(sum);
           }
         }
+    },
+
+    pagedAttention(q, kCache, vCache, o, n, H, Hkv, D, scale, blockSize, rowSeq, rowLen, blockTables, maxBlocks) {
+      // Row by row, head by head, in float64: scores, max, exp-sum, weighted values.
+      const f = F();
+      const grp = H / Hkv;
+      for (let i = 0; i < n; i++) {
+        const L = rowLen[i]!, table = rowSeq[i]! * maxBlocks;
+        const slots = Array.from({ length: L }, (_, p) => blockTables[table + Math.floor(p / blockSize)]! * blockSize + (p % blockSize));
+        for (let h = 0; h < H; h++) {
+          const Q = w(q) + (i * H + h) * D, hk = Math.floor(h / grp);
+          const s = slots.map((slot) => {
+            const K = w(kCache) + (slot * Hkv + hk) * D;
+            let d = 0;
+            for (let c = 0; c < D; c++) d += f[Q + c]! * f[K + c]!;
+            return d * scale;
+          });
+          const mx = Math.max(...s);
+          let sum = 0;
+          const acc = new Float64Array(D);
+          slots.forEach((slot, p) => {
+            const e = Math.exp(s[p]! - mx);
+            sum += e;
+            const V = w(vCache) + (slot * Hkv + hk) * D;
+            for (let c = 0; c < D; c++) acc[c]! += e * f[V + c]!;
+          });
+          const O = w(o) + (i * H + h) * D;
+          for (let c = 0; c < D; c++) f[O + c] = acc[c]! / sum;
+        }
+      }
     },
 
     attentionBackward(q, k, v, o, lse, dout, dq, dk, dv, B, Tq, Tk, H, Hkv, D, kvBatchStride, qOffset, scale) {

@@ -21,6 +21,8 @@ export interface NativeAddon {
   groupedMatmul(h: AddonHandle, mode: GroupedMode, a: number, b: number, c: number, offsets: Int32Array, m: number, k: number, beta: number): void;
   sumSquares(h: AddonHandle, x: number, n: number): number;
   mapFile(h: AddonHandle, path: string): { offset: number; bytes: number };
+  pagedAttention(h: AddonHandle, q: number, kCache: number, vCache: number, o: number, n: number, H: number, Hkv: number, D: number,
+    scale: number, blockSize: number, rowSeq: Int32Array, rowLen: Int32Array, blockTables: Int32Array, maxBlocks: number): void;
   unmapFile(h: AddonHandle, offset: number): void;
   [kernel: string]: unknown;
 }
@@ -40,13 +42,13 @@ export function makeNativeKernels(addon: NativeAddon, h: AddonHandle): Kernels {
   const crossEntropy = fn('crossEntropy'), crossEntropyBackward = fn('crossEntropyBackward'), rmsnorm = fn('rmsnorm');
   const rmsnormBackward = fn('rmsnormBackward'), sumRows = fn('sumRows'), stdRows = fn('stdRows');
   const stdRowsBackward = fn('stdRowsBackward'), topk = fn('topk'), transpose = fn('transpose');
-  const gatherRows = fn('gatherRows'), scatterAddRows = fn('scatterAddRows'), rope = fn('rope');
+  const gatherRows = fn('gatherRows'), scatterAddRows = fn('scatterAddRows'), scatterRows = fn('scatterRows'), rope = fn('rope');
   const attention = fn('attention'), attentionBackward = fn('attentionBackward'), adamw = fn('adamw');
   const linearW = fn('linearW'), gatherRowsW = fn('gatherRowsW'), dequantize = fn('dequantize');
-  const groupedLinearW = addon.groupedLinearW as (h: AddonHandle, x: number, table: Float64Array, y: number, offsets: Int32Array, n: number, k: number) => void;
+  const groupedLinearW = addon.groupedLinearW as (h: AddonHandle, x: number, table: Float64Array, y: number, offsets: Int32Array, n: number, k: number, rowInvariant: boolean) => void;
   return {
-    linearW: (x, w, y, m, k, n) => linearW(h, x, w.ptr, w.dtype, w.scale, rs(w), y, m, k, n),
-    groupedLinearW: (x, ws, y, offsets, n, k) => groupedLinearW(h, x, ws.packed, y, offsets, n, k),
+    linearW: (x, w, y, m, k, n, rowInvariant = false) => linearW(h, x, w.ptr, w.dtype, w.scale, rs(w), y, m, k, n, rowInvariant),
+    groupedLinearW: (x, ws, y, offsets, n, k, rowInvariant = false) => groupedLinearW(h, x, ws.packed, y, offsets, n, k, rowInvariant),
     gatherRowsW: (w, rows, ids, out, count, cols) => gatherRowsW(h, w.ptr, w.dtype, w.scale, rs(w), rows, ids, out, count, cols),
     dequantize: (w, out, rows, cols) => dequantize(h, w.ptr, w.dtype, w.scale, rs(w), out, rows, cols),
     matmul: (a, b, c, m, k, n, transA, transB, batch, sA, sB, sC, beta) =>
@@ -76,11 +78,14 @@ export function makeNativeKernels(addon: NativeAddon, h: AddonHandle): Kernels {
     transpose: (x, y, batch, rows, cols) => transpose(h, x, y, batch, rows, cols),
     gatherRows: (table, ids, out, n, cols) => gatherRows(h, table, ids, out, n, cols),
     scatterAddRows: (src, ids, table, n, cols) => scatterAddRows(h, src, ids, table, n, cols),
+    scatterRows: (src, ids, dst, n, cols) => scatterRows(h, src, ids, dst, n, cols),
     rope: (x, y, cos, sin, pos, ntok, heads, dim, inverse) => rope(h, x, y, cos, sin, pos, ntok, heads, dim, inverse),
     attention: (q, k, v, o, lse, B, Tq, Tk, H, Hkv, D, kvbs, qoff, scale) =>
       attention(h, q, k, v, o, lse, B, Tq, Tk, H, Hkv, D, kvbs, qoff, scale),
     attentionBackward: (q, k, v, o, lse, dout, dq, dk, dv, B, Tq, Tk, H, Hkv, D, kvbs, qoff, scale) =>
       attentionBackward(h, q, k, v, o, lse, dout, dq, dk, dv, B, Tq, Tk, H, Hkv, D, kvbs, qoff, scale),
+    pagedAttention: (q, k, v, o, n, H, Hkv, D, scale, blockSize, rowSeq, rowLen, blockTables, maxBlocks) =>
+      addon.pagedAttention(h, q, k, v, o, n, H, Hkv, D, scale, blockSize, rowSeq, rowLen, blockTables, maxBlocks),
     sumSquares: (x, n) => addon.sumSquares(h, x, n),
     adamw: (p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2) => adamw(h, p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2),
   };

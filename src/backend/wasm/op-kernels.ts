@@ -153,6 +153,10 @@ export function makeOpKernels(runner: KernelRunner, opts: OpKernelOptions = {}):
       call('scatter_add_rows', n * cols, [src, ids, table, n, cols]);
     },
 
+    scatterRows(src, ids, dst, n, cols) {
+      call('scatter_rows', n * cols, [src, ids, dst, n, cols]);
+    },
+
     rope(x, y, cos, sin, positions, ntok, heads, dim, inverse) {
       call('rope', ntok * heads * dim, [x, y, cos, sin, positions, ntok, heads, dim, b01(inverse)]);
     },
@@ -160,6 +164,28 @@ export function makeOpKernels(runner: KernelRunner, opts: OpKernelOptions = {}):
     attention(q, k, v, o, lse, B, Tq, Tk, H, Hkv, D, kvBatchStride, qOffset, scale) {
       attentionCall('attention', false, D, H / Hkv, Tq, B * H * Tq * Tk * D,
         [q, k, v, o, lse, B, Tq, Tk, H, Hkv, D, kvBatchStride, qOffset, scale]);
+    },
+
+    pagedAttention(q, kCache, vCache, o, n, H, Hkv, D, scale, blockSize, rowSeq, rowLen, blockTables, maxBlocks) {
+      if (n <= 0) return;
+      if (rowSeq.length < n || rowLen.length < n) throw new BackendError(`pagedAttention: rowSeq and rowLen need ${n} entries`);
+      let maxLen = 0, keys = 0;
+      for (let i = 0; i < n; i++) {
+        maxLen = Math.max(maxLen, rowLen[i]!);
+        keys += rowLen[i]!;
+      }
+      const nt = multi && keys * H * D >= SMALL_ATTENTION ? runner.threads : 1;
+      const stride = runner.runSingle('paged_attention_scratch_bytes', [H / Hkv, D, maxLen]);
+      // The host arrays, then each thread's scratch (64-byte aligned).
+      const meta = Math.ceil((4 * (2 * n + blockTables.length)) / 64) * 64;
+      const area = runner.scratch(meta + stride * nt);
+      const i32 = runner.heap.i32, at = area >>> 2;
+      i32.set(rowSeq.subarray(0, n), at);
+      i32.set(rowLen.subarray(0, n), at + n);
+      i32.set(blockTables, at + 2 * n);
+      const args = [q, kCache, vCache, o, n, H, Hkv, D, scale, blockSize, area, area + 4 * n, area + 8 * n, maxBlocks, area + meta, stride];
+      if (nt > 1) runner.run('paged_attention', args);
+      else runner.runSingle('paged_attention', args);
     },
 
     attentionBackward(q, k, v, o, lse, dout, dq, dk, dv, B, Tq, Tk, H, Hkv, D, kvBatchStride, qOffset, scale) {

@@ -18,6 +18,8 @@ export function makeWeightKernels(runner: KernelRunner): Pick<Kernels, 'linearW'
     }
     return [scratch, stride];
   };
+  /** Whether `rows` activation rows decode weight blocks into scratch (the GEMM path, or row-invariant beyond one row). */
+  const needsScratch = (rows: number, rowInvariant: boolean) => rows > 16 || (rowInvariant && rows > 1);
   const heapPtr = (p: Ptr, what: string): Ptr => {
     if (!Number.isInteger(p) || p < 0 || p >= 2 ** 32) throw new BackendError(`wasm: ${what} pointer ${p} is not in the heap`);
     return p;
@@ -25,17 +27,17 @@ export function makeWeightKernels(runner: KernelRunner): Pick<Kernels, 'linearW'
   // 0xffffffff (passed as -1 to an i32 parameter) means no row scales; see NO_ROW_SCALE in assembly/weights.ts
   const rs = (w: WeightRef) => (w.rowScale === null ? -1 : heapPtr(w.rowScale, 'row scale'));
   return {
-    linearW(x, w, y, m, k, n) {
+    linearW(x, w, y, m, k, n, rowInvariant = false) {
       if (m <= 0 || n <= 0) return;
-      const [s, st] = m > 16 ? scratchFor(k) : [0, 0];
-      runner.run('linear_w', [x, heapPtr(w.ptr, 'weight'), w.dtype, w.scale, rs(w), y, m, k, n, s, st]);
+      const [s, st] = needsScratch(m, rowInvariant) ? scratchFor(k) : [0, 0];
+      runner.run('linear_w', [x, heapPtr(w.ptr, 'weight'), w.dtype, w.scale, rs(w), y, m, k, n, s, st, rowInvariant ? 1 : 0]);
     },
-    groupedLinearW(x, ws, y, offsets, n, k) {
+    groupedLinearW(x, ws, y, offsets, n, k, rowInvariant = false) {
       const G = offsets.length - 1;
       if (G < 1) throw new BackendError('groupedLinearW: offsets needs G + 1 entries');
       let most = 0;
       for (let g = 0; g < G; g++) most = Math.max(most, offsets[g + 1]! - offsets[g]!);
-      const [s, st] = most > 16 ? scratchFor(k) : [0, 0];
+      const [s, st] = needsScratch(most, rowInvariant) ? scratchFor(k) : [0, 0];
       const area = runner.scratch(16 * G + offsets.byteLength);
       const table = new DataView(runner.heap.i32.buffer, area, 16 * G);
       ws.refs.forEach((w, g) => {
@@ -45,7 +47,7 @@ export function makeWeightKernels(runner: KernelRunner): Pick<Kernels, 'linearW'
         table.setUint32(16 * g + 12, rs(w) >>> 0, true);
       });
       runner.heap.i32.set(offsets, (area + 16 * G) >>> 2);
-      runner.run('grouped_linear_w', [x, area, y, area + 16 * G, G, n, k, s, st]);
+      runner.run('grouped_linear_w', [x, area, y, area + 16 * G, G, n, k, s, st, rowInvariant ? 1 : 0]);
     },
     gatherRowsW(w, _rows, ids, out, count, cols) {
       runner.run('gather_rows_w', [heapPtr(w.ptr, 'weight'), w.dtype, w.scale, rs(w), ids, out, count, cols]);

@@ -96,3 +96,33 @@ export function topk(x: Tensor, k: number): { values: Tensor; indices: Tensor } 
   });
   return { values, indices };
 }
+
+/**
+ * In place, no gradient: dst[ids[i]] = src[i] for dst [S, ...rest] (a tensor the caller keeps, e.g.
+ * a paged KV cache [slots, Hkv, D]), src [n, ...rest] and i32 ids [n]. The ids must be distinct and
+ * in [0, S); both are checked, from the host copy of ids when there is one, else by reading them
+ * back (n values).
+ *
+ * @example
+ * const cache = T.keep(T.zeros([64, 2, 8]));               // [slots, Hkv, D]
+ * const slots = T.tensor(Int32Array.of(17, 3), [2], 'i32');
+ * T.scatterRows(cache, newKeys, slots);                     // newKeys [2, 2, 8] into slots 17 and 3
+ */
+export function scatterRows(dst: Tensor, src: Tensor, ids: Tensor): void {
+  checkF32('scatterRows', dst, src);
+  checkI32('scatterRows', 'ids', ids);
+  const be = sameBackend('scatterRows', dst, src, ids);
+  if (dst.rank < 1 || src.rank !== dst.rank || src.shape.slice(1).some((d, i) => d !== dst.shape[i + 1])) {
+    throw new ShapeError(`scatterRows: rows of src [${src.shape}] do not fit dst [${dst.shape}]`);
+  }
+  const n = src.shape[0]!;
+  if (ids.size !== n) throw new ShapeError(`scatterRows: ${ids.size} ids for src [${src.shape}] with ${n} rows`);
+  const v = checkIndices('scatterRows', 'ids', ids, dst.shape[0]!);
+  const seen = new Set<number>();
+  for (let i = 0; i < v.length; i++) {
+    if (seen.has(v[i]!)) throw new ShapeError(`scatterRows: ids[${i}] = ${v[i]} repeats an earlier id (each row of dst is written once)`);
+    seen.add(v[i]!);
+  }
+  be.kernels.scatterRows(src.ptr, ids.ptr, dst.ptr, n, src.size / Math.max(1, n));
+  dst.markDeviceWritten();
+}

@@ -1,8 +1,8 @@
 /** Matrix products: matmul (transposes, batches), linear, the grouped expert matmul, transpose. */
-import { GroupedMode } from '../../backend/backend.js';
+import { GroupedMode, WeightDType, type WeightRef, WeightTable } from '../../backend/backend.js';
 import { needsGrad, record } from '../autograd.js';
-import { isGradEnabled } from '../engine.js';
-import { empty, ShapeError, Tensor, TensorError } from '../tensor.js';
+import { isGradEnabled, isRowInvariant } from '../engine.js';
+import { empty, numel, ShapeError, Tensor, TensorError } from '../tensor.js';
 import { ExpertWeights, Weight } from '../weight.js';
 import { checkF32, checkRank, sameBackend } from './check.js';
 
@@ -78,6 +78,24 @@ function checkNoGradThrough(op: string, x: Tensor, w: Weight | ExpertWeights): v
   throw new TensorError(`${op}: gradients through ${what} are not supported (weights in a storage dtype are for inference; load f32 weights to train)`);
 }
 
+/** x [..., k] @ W^T through the weight kernel, W [n, k] given by reference; row-invariant inside T.rowInvariant. */
+function linearRef(x: Tensor, ref: WeightRef, n: number, k: number): Tensor {
+  const rows = x.shape.slice(0, -1);
+  const out = empty([...rows, n], 'f32', x.backend);
+  x.backend.kernels.linearW(x.ptr, ref, out.ptr, numel(rows), k, n, isRowInvariant());
+  return out;
+}
+
+/** An f32 tensor's memory as a weight (scale 1, no row scales), `offset` elements in. */
+function f32Ref(w: Tensor, offset = 0): WeightRef {
+  return { ptr: w.ptr + 4 * offset, dtype: WeightDType.F32, scale: 1, rowScale: null };
+}
+
+/** Whether a product of these needs no gradient: then T.rowInvariant may route f32 weights through the weight kernels. */
+function noGradNeeded(...ts: Tensor[]): boolean {
+  return !isGradEnabled() || !ts.some(needsGrad);
+}
+
 /** x @ W^T for a weight in its storage dtype, x [..., in], W [out, in]; no autograd. */
 function linearWeight(x: Tensor, w: Weight): Tensor {
   checkF32('linear', x);
@@ -85,17 +103,23 @@ function linearWeight(x: Tensor, w: Weight): Tensor {
   const [n, k] = w.shape;
   if (x.rank < 1 || x.shape[x.rank - 1] !== k) throw new ShapeError(`linear: input [${x.shape}] does not match weight${w.name ? ` '${w.name}'` : ''} [${w.shape}] (in features ${k})`);
   checkNoGradThrough('linear', x, w);
-  const m = x.size / k;
-  const out = empty([...x.shape.slice(0, -1), n], 'f32', x.backend);
-  x.backend.kernels.linearW(x.ptr, w.ref, out.ptr, m, k, n);
-  return out;
+  return linearRef(x, w.ref, n, k);
 }
 
-/** x @ w^T with x [..., in] and w [out, in] (the nn.Linear convention, no bias); w may be a Weight in any storage dtype. */
+/**
+ * x @ w^T with x [..., in] and w [out, in] (the nn.Linear convention, no bias); w may be a Weight in
+ * any storage dtype. Inside T.rowInvariant an f32 w that needs no gradient goes through the weight
+ * kernel too, so every row's result is independent of the others.
+ */
 export function linear(x: Tensor, w: Tensor | Weight): Tensor {
   if (w instanceof Weight) return linearWeight(x, w);
   checkRank('linear', 'weight', w, [2]);
   if (x.shape[x.rank - 1] !== w.shape[1]) throw new ShapeError(`linear: input [${x.shape}] does not match weight [${w.shape}] (in features ${w.shape[1]})`);
+  if (isRowInvariant() && noGradNeeded(x, w)) {
+    checkF32('linear', x, w);
+    sameBackend('linear', x, w);
+    return linearRef(x, f32Ref(w), w.shape[0]!, w.shape[1]!);
+  }
   if (x.rank === 2) return matmul(x, w, { transB: true });
   const x2 = reshapeWithGrad(x, [-1, w.shape[1]!]);
   const y = matmul(x2, w, { transB: true });
@@ -104,7 +128,9 @@ export function linear(x: Tensor, w: Tensor | Weight): Tensor {
 
 /**
  * The expert FFN product: rows [offsets[g], offsets[g+1]) of x [N, K] times w[g]^T, w [G, M, K],
- * giving [N, M]. offsets are host integers (G+1 of them, from the router's dispatch).
+ * giving [N, M]. offsets are host integers (G+1 of them, from the router's dispatch). Inside
+ * T.rowInvariant each row's result is independent of the group sizes and the other rows (a stacked
+ * f32 w that needs no gradient goes through the weight kernel, one f32 reference per expert).
  */
 export function groupedMatmul(x: Tensor, w: Tensor | ExpertWeights, offsets: Int32Array): Tensor {
   checkF32('groupedMatmul', x);
@@ -122,12 +148,17 @@ export function groupedMatmul(x: Tensor, w: Tensor | ExpertWeights, offsets: Int
     if (x.backend !== w.backend) throw new TensorError('groupedMatmul: input and expert weights are on different backends');
     checkNoGradThrough('groupedMatmul', x, w);
     const out = empty([N, M], 'f32', x.backend);
-    x.backend.kernels.groupedLinearW(x.ptr, w.liveTable(), out.ptr, offs, M, K);
+    x.backend.kernels.groupedLinearW(x.ptr, w.liveTable(), out.ptr, offs, M, K, isRowInvariant());
     return out;
   }
   checkF32('groupedMatmul', w);
   const be = sameBackend('groupedMatmul', x, w);
   const out = empty([N, M], 'f32', be);
+  if (isRowInvariant() && noGradNeeded(x, w)) {
+    const table = new WeightTable(Array.from({ length: G }, (_, g) => f32Ref(w, g * M * K)));
+    be.kernels.groupedLinearW(x.ptr, table, out.ptr, offs, M, K, true);
+    return out;
+  }
   be.kernels.groupedMatmul(GroupedMode.XWt, x.ptr, w.ptr, out.ptr, offs, M, K, 0);
   return record('groupedMatmul', [x, w], out, [x, w], (g, [sx, sw]) => {
     const dx = empty([N, K], 'f32', be);

@@ -1,7 +1,8 @@
-/** Fused transformer ops: softmax, cross-entropy, RMSNorm, RoPE, causal attention. */
+/** Fused transformer ops: softmax, cross-entropy, RMSNorm, RoPE, causal attention (dense and paged). */
 import type { Backend } from '../../backend/backend.js';
-import { record } from '../autograd.js';
-import { empty, ShapeError, type Tensor } from '../tensor.js';
+import { needsGrad, record } from '../autograd.js';
+import { isGradEnabled } from '../engine.js';
+import { empty, ShapeError, type Tensor, TensorError } from '../tensor.js';
 import { checkF32, checkI32, checkIndices, checkRank, rowsCols, sameBackend } from './check.js';
 
 /** Softmax over the last axis. */
@@ -154,5 +155,74 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     return [dq, dk, dv];
   });
   lse.dispose();
+  return out;
+}
+
+/** Where the query rows of a pagedAttention call find their keys (see Kernels.pagedAttention). */
+export interface PagedAttentionMeta {
+  /** Slots per block of the cache. */
+  blockSize: number;
+  /** The sequence of each query row: a row of blockTables. [n] */
+  rowSeq: Int32Array;
+  /** Keys each row sees, its own position + 1 (>= 1: its own key is in the cache already). [n] */
+  rowLen: Int32Array;
+  /** Block ids of each sequence, [sequences, maxBlocks] row-major; entries past a sequence's blocks are not read. */
+  blockTables: Int32Array;
+  /** Block-table entries per sequence. */
+  maxBlocks: number;
+  /** Softmax scale (default 1/sqrt(D)). */
+  scale?: number;
+}
+
+/**
+ * Causal attention of n query rows q [n, H, D], from any sequences in any order (decode rows,
+ * prefill chunks, both), over a paged KV cache kCache, vCache [slots, Hkv, D] (slot = block *
+ * blockSize + offset): row i sees the first rowLen[i] positions of sequence rowSeq[i]. Batch
+ * invariant: a row's output is bit for bit the same whatever else the call holds and wherever its
+ * blocks lie. Inference only (no autograd). Checks every shape, each row's sequence and length,
+ * and that each block a row reads lies in the cache.
+ *
+ * @example
+ * // two sequences of 3 and 1 tokens in blocks of 2: decode one row of each
+ * const o = T.pagedAttention(q, kCache, vCache, {             // q [2, H, D]
+ *   blockSize: 2, maxBlocks: 2, blockTables: Int32Array.of(4, 1, 0, -1),
+ *   rowSeq: Int32Array.of(0, 1), rowLen: Int32Array.of(3, 1),
+ * });                                                         // [2, H, D]
+ */
+export function pagedAttention(q: Tensor, kCache: Tensor, vCache: Tensor, meta: PagedAttentionMeta): Tensor {
+  checkF32('pagedAttention', q, kCache, vCache);
+  const be = sameBackend('pagedAttention', q, kCache, vCache);
+  checkRank('pagedAttention', 'q', q, [3]);
+  checkRank('pagedAttention', 'kCache', kCache, [3]);
+  const [n, H, D] = q.shape as [number, number, number];
+  const [slots, Hkv, Dk] = kCache.shape as [number, number, number];
+  if (Dk !== D || Hkv === 0 || H % Hkv !== 0) throw new ShapeError(`pagedAttention: q [${q.shape}] and kCache [${kCache.shape}] are incompatible (head dim, or heads not a multiple of kv heads)`);
+  if (vCache.shape.some((d, i) => d !== kCache.shape[i])) throw new ShapeError(`pagedAttention: kCache [${kCache.shape}] and vCache [${vCache.shape}] must have the same shape`);
+  if (isGradEnabled() && (needsGrad(q) || needsGrad(kCache) || needsGrad(vCache))) {
+    throw new TensorError('pagedAttention: inference only, no gradients (use attention to train, or run under noGrad)');
+  }
+  const { blockSize, rowSeq, rowLen, blockTables, maxBlocks } = meta;
+  if (!Number.isInteger(blockSize) || blockSize < 1 || !Number.isInteger(maxBlocks) || maxBlocks < 1) {
+    throw new ShapeError(`pagedAttention: blockSize ${blockSize} and maxBlocks ${maxBlocks} must be positive integers`);
+  }
+  if (rowSeq.length !== n || rowLen.length !== n) throw new ShapeError(`pagedAttention: rowSeq (${rowSeq.length}) and rowLen (${rowLen.length}) need one entry per query row of q [${q.shape}]`);
+  if (blockTables.length % maxBlocks !== 0) throw new ShapeError(`pagedAttention: blockTables has ${blockTables.length} entries, not a multiple of maxBlocks ${maxBlocks}`);
+  const seqs = blockTables.length / maxBlocks, capacity = maxBlocks * blockSize, blocks = Math.floor(slots / blockSize);
+  const longest = new Map<number, number>(); // per sequence, the most keys a row reads
+  for (let i = 0; i < n; i++) {
+    const s = rowSeq[i]!, len = rowLen[i]!;
+    if (!(s >= 0 && s < seqs)) throw new ShapeError(`pagedAttention: rowSeq[${i}] = ${s} has no block table (${seqs} sequences)`);
+    if (!(len >= 1 && len <= capacity)) throw new ShapeError(`pagedAttention: rowLen[${i}] = ${len} is outside [1, ${capacity}] (maxBlocks x blockSize)`);
+    longest.set(s, Math.max(longest.get(s) ?? 0, len));
+  }
+  for (const [s, len] of longest) {
+    for (let b = 0; b < Math.ceil(len / blockSize); b++) {
+      const id = blockTables[s * maxBlocks + b]!;
+      if (!(id >= 0 && id < blocks)) throw new ShapeError(`pagedAttention: sequence ${s} block ${b} is ${id}, outside the ${blocks} blocks of kCache [${kCache.shape}]`);
+    }
+  }
+  const out = empty(q.shape, 'f32', be);
+  be.kernels.pagedAttention(q.ptr, kCache.ptr, vCache.ptr, out.ptr, n, H, Hkv, D, meta.scale ?? 1 / Math.sqrt(D), blockSize,
+    rowSeq, rowLen, blockTables, maxBlocks);
   return out;
 }

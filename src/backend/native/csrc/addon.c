@@ -115,6 +115,7 @@ static const char *ctx_create(int threads, const char *isa_name, size_t reserve,
 #include "napi_args.h"
 
 void register_weight_functions(napi_env env, napi_value exports);
+void register_paged_functions(napi_env env, napi_value exports);
 
 /* ------------------------------------------------------------------ context API */
 static void ctx_handle_finalize(napi_env env, void *data, void *hint) {
@@ -479,25 +480,20 @@ static napi_value js_transpose(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-static napi_value js_gather_rows(napi_env env, napi_callback_info info) {
-  BEGIN(6)
-  const float *t = F32(1);
-  const int32_t *ids = I32(2);
-  float *o = F32(3);
-  long n = I(&a, 4), c = I(&a, 5);
-  CHECK()
-  k_gather_rows(a.cx, t, ids, o, n, c);
-  return undefined(env);
-}
+/* gatherRows, scatterAddRows, scatterRows(ctx, rows, ids, rows, n, cols): one binding, the kernel is its data. */
+typedef void (*rows_by_id_fn)(ctx_t *, const float *, const int32_t *, float *, long, long);
 
-static napi_value js_scatter_add_rows(napi_env env, napi_callback_info info) {
+static napi_value js_rows_by_id(napi_env env, napi_callback_info info) {
   BEGIN(6)
+  void *kernel = NULL;
+  size_t none = 0;
+  napi_get_cb_info(env, info, &none, NULL, NULL, &kernel);
   const float *s = F32(1);
   const int32_t *ids = I32(2);
-  float *t = F32(3);
+  float *d = F32(3);
   long n = I(&a, 4), c = I(&a, 5);
   CHECK()
-  k_scatter_add_rows(a.cx, s, ids, t, n, c);
+  ((rows_by_id_fn)kernel)(a.cx, s, ids, d, n, c);
   return undefined(env);
 }
 
@@ -579,7 +575,7 @@ NAPI_MODULE_INIT() {
       {"crossEntropyBackward", js_cross_entropy_backward}, {"rmsnorm", js_rmsnorm},
       {"rmsnormBackward", js_rmsnorm_backward}, {"sumRows", js_sum_rows}, {"stdRows", js_std_rows},
       {"stdRowsBackward", js_std_rows_backward}, {"topk", js_topk}, {"transpose", js_transpose},
-      {"gatherRows", js_gather_rows}, {"scatterAddRows", js_scatter_add_rows}, {"rope", js_rope},
+      {"rope", js_rope},
       {"attention", js_attention}, {"attentionBackward", js_attention_backward}, {"sumSquares", js_sum_squares},
       {"adamw", js_adamw},
   };
@@ -588,6 +584,16 @@ NAPI_MODULE_INIT() {
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
     napi_set_named_property(env, exports, fns[i].name, f);
   }
+  static const struct {
+    const char *name;
+    rows_by_id_fn kernel;
+  } rows[] = {{"gatherRows", k_gather_rows}, {"scatterAddRows", k_scatter_add_rows}, {"scatterRows", k_scatter_rows}};
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    napi_value f;
+    napi_create_function(env, rows[i].name, NAPI_AUTO_LENGTH, js_rows_by_id, (void *)rows[i].kernel, &f);
+    napi_set_named_property(env, exports, rows[i].name, f);
+  }
   register_weight_functions(env, exports);
+  register_paged_functions(env, exports);
   return exports;
 }

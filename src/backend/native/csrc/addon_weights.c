@@ -118,24 +118,26 @@ static int wref_at(args_t *a, int i, long rows, long cols, wref_t *w) {
 #define WCHECK(ok) \
   if (!(ok) || a.bad) return fail(env, "skymoe native: bad weight argument (dtype, or a pointer outside the heap and the mapped files)");
 
-/* linearW(ctx, x, wPtr, wDtype, wScale, wRowScale, y, m, k, n) */
+/* linearW(ctx, x, wPtr, wDtype, wScale, wRowScale, y, m, k, n, rowInvariant) */
 static napi_value js_linear_w(napi_env env, napi_callback_info info) {
-  BEGIN(10)
+  BEGIN(11)
   long m = I(&a, 7), k = I(&a, 8), n = I(&a, 9);
+  int invariant = Bo(&a, 10);
   const float *x = F32(1);
   float *y = F32(6);
   wref_t w;
   WCHECK(wref_at(&a, 2, n, k, &w))
-  k_linear_w(a.cx, x, &w, y, m, k, n);
+  k_linear_w(a.cx, x, &w, y, m, k, n, invariant);
   return undefined(env);
 }
 
-/* groupedLinearW(ctx, x, table Float64Array [ptr, dtype, scale, rowScale] x G, y, offsets Int32Array, n, k) */
+/* groupedLinearW(ctx, x, table Float64Array [ptr, dtype, scale, rowScale] x G, y, offsets Int32Array, n, k, rowInvariant) */
 static napi_value js_grouped_linear_w(napi_env env, napi_callback_info info) {
-  BEGIN(7)
+  BEGIN(8)
   const float *x = F32(1);
   float *y = F32(3);
   long n = I(&a, 5), k = I(&a, 6);
+  int invariant = Bo(&a, 7);
   CHECK()
   napi_typedarray_type tt, ot;
   size_t tlen = 0, olen = 0;
@@ -161,7 +163,7 @@ static napi_value js_grouped_linear_w(napi_env env, napi_callback_info info) {
       ws[g].row_scale = (const float *)(a.cx->base + roff);
     }
   }
-  if (ok) k_grouped_linear_w(a.cx, x, ws, y, odata, groups, n, k);
+  if (ok) k_grouped_linear_w(a.cx, x, ws, y, odata, groups, n, k, invariant);
   if (ws != stack) free(ws);
   WCHECK(ok)
   return undefined(env);

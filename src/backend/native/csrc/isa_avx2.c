@@ -35,6 +35,7 @@ static inline __m256 ld_f8_avx2(const uint8_t *w) {
 }
 #define LD_F8(w) ld_f8_avx2(w)
 #include "wdot_body.h"
+#include "paged_body.h"
 
 #define MR 6
 #define NR 16
@@ -114,6 +115,8 @@ static const isa_t table = {
     .exp_scale = ISA(exp_scale),
     .row_max = ISA(row_max), .swiglu = ISA(swiglu), .swiglu_bwd = ISA(swiglu_bwd),
     .fma_probe = fma_probe_avx2, .decode_row = ISA(decode_row), .stream_sum = ISA(stream_sum), .wdot = ISA(wdot_table),
+    .wdot_decode = ISA(wdot_decode), .wdot_step = {VL, VL, VL, VL},
+    .wdot_dec = {ISA(wdot_dec_1), ISA(wdot_dec_2), ISA(wdot_dec_3), ISA(wdot_dec_4)}, .paged_unit = ISA(paged_unit),
 };
 
 const isa_t *isa_avx2(void) { return &table; }

@@ -32,6 +32,7 @@ static inline __m512 ld_f8_avx512(const uint8_t *w) {
 }
 #define LD_F8(w) ld_f8_avx512(w)
 #include "wdot_body.h"
+#include "paged_body.h"
 
 /*
  * FP8 rows at memory speed. The 16-byte path above spends ~9 port-0/5 uops per 16 weights (with
@@ -90,14 +91,30 @@ static void f8_xperm_avx512(const float *x, float *out, long k) {
           a[i][r] = _mm512_fmadd_ps(_mm512_loadu_ps(xi + 48), f[3], a[i][r]);                         \
         }                                                                                             \
       }                                                                                               \
+    float wt[4][64];                                                                                  \
+    for (int r = 0; r < 4; r++)                                                                       \
+      for (long q = p; q < k; q++) wt[r][q - p] = ISA(wscalar)(ws[r], WD_F8E4M3, q);                  \
     for (int i = 0; i < MM; i++)                                                                      \
-      for (int r = 0; r < 4; r++) {                                                                   \
-        float t = _mm512_reduce_add_ps(a[i][r]);                                                      \
-        for (long q = p; q < k; q++) t += x[i * ldx + q] * ISA(wscalar)(ws[r], WD_F8E4M3, q);         \
-        acc[i * 4 + r] = t;                                                                           \
-      }                                                                                               \
+      for (int r = 0; r < 4; r++)                                                                     \
+        acc[i * 4 + r] = ISA(dot_tail)(_mm512_reduce_add_ps(a[i][r]), x + i * ldx + p, wt[r], k - p); \
   }
 WDOT_F8(wdot_f8p_1, 1) WDOT_F8(wdot_f8p_2, 2) WDOT_F8(wdot_f8p_3, 3) WDOT_F8(wdot_f8p_4, 4)
+
+/* A weight row as the wdot kernels read it: FP8's full 64-blocks in ld_f8x64's order (matching the
+   permuted activations), everything else as decoded in natural order. */
+static void wdot_decode_f8p(const uint8_t *w, int dtype, float *out, long k) {
+  if (dtype != WD_F8E4M3) {
+    ISA(wdot_decode)(w, dtype, out, k);
+    return;
+  }
+  long p = 0;
+  for (; p + 64 <= k; p += 64) {
+    __m512 f[4];
+    ld_f8x64_avx512(w + p, f);
+    for (int b = 0; b < 4; b++) _mm512_storeu_ps(out + p + 16 * b, f[b]);
+  }
+  for (; p < k; p++) out[p] = ISA(wscalar)(w, WD_F8E4M3, p);
+}
 
 static const wdot_fn wdot_avx512[4][4] = {
     {ISA(wdot_f32_1), ISA(wdot_f32_2), ISA(wdot_f32_3), ISA(wdot_f32_4)},
@@ -184,7 +201,8 @@ static const isa_t table = {
     .exp_scale = ISA(exp_scale),
     .row_max = ISA(row_max), .swiglu = ISA(swiglu), .swiglu_bwd = ISA(swiglu_bwd),
     .fma_probe = fma_probe_avx512, .decode_row = ISA(decode_row), .stream_sum = ISA(stream_sum), .wdot = wdot_avx512,
-    .f8_xperm = f8_xperm_avx512,
+    .f8_xperm = f8_xperm_avx512, .wdot_decode = wdot_decode_f8p, .wdot_step = {VL, VL, VL, 64},
+    .wdot_dec = {ISA(wdot_dec_1), ISA(wdot_dec_2), ISA(wdot_dec_3), ISA(wdot_dec_4)}, .paged_unit = ISA(paged_unit),
 };
 
 const isa_t *isa_avx512(void) { return &table; }

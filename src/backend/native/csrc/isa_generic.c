@@ -35,6 +35,7 @@ static inline float ld_bf16_generic(const uint8_t *w) {
 #define LD_F16(w) f16_to_f32((uint16_t)((w)[0] | ((w)[1] << 8)))
 #define LD_F8(w) f16_to_f32(f8_to_f16_bits((w)[0]))
 #include "wdot_body.h"
+#include "paged_body.h"
 
 #define MR 4
 #define NR 16
@@ -78,6 +79,8 @@ static const isa_t table = {
     .exp_scale = ISA(exp_scale),
     .row_max = ISA(row_max), .swiglu = ISA(swiglu), .swiglu_bwd = ISA(swiglu_bwd),
     .fma_probe = fma_probe_generic, .decode_row = ISA(decode_row), .stream_sum = ISA(stream_sum), .wdot = ISA(wdot_table),
+    .wdot_decode = ISA(wdot_decode), .wdot_step = {VL, VL, VL, VL},
+    .wdot_dec = {ISA(wdot_dec_1), ISA(wdot_dec_2), ISA(wdot_dec_3), ISA(wdot_dec_4)}, .paged_unit = ISA(paged_unit),
 };
 
 const isa_t *isa_generic(void) { return &table; }

@@ -536,6 +536,18 @@ void k_gather_rows(ctx_t *cx, const float *table, const int32_t *ids, float *out
   par_for(cx, n, cols, gather_range, &j);
 }
 
+/* The ids are distinct, so threads split the rows. */
+static void scatter_rows_range(void *raw, long lo, long hi, int tid) {
+  (void)tid;
+  index_job *j = raw;
+  for (long i = lo; i < hi; i++) memcpy(j->dst + (long)j->ids[i] * j->cols, j->src + i * j->cols, (size_t)j->cols * 4);
+}
+
+void k_scatter_rows(ctx_t *cx, const float *src, const int32_t *ids, float *dst, long n, long cols) {
+  index_job j = {src, ids, dst, n, cols};
+  par_for(cx, n, cols, scatter_rows_range, &j);
+}
+
 /* Threads split the columns, so repeated ids never race. */
 static void scatter_range(void *raw, long lo, long hi, int tid) {
   (void)tid;

@@ -14,6 +14,13 @@
 #include <stdint.h>
 #include <string.h>
 
+/* A function every caller must run as the same machine code (never inlined, cloned or specialized). */
+#if defined(__clang__)
+#define SKYMOE_ONE_COPY __attribute__((noinline))
+#else
+#define SKYMOE_ONE_COPY __attribute__((noinline, noipa))
+#endif
+
 /* ------------------------------------------------------------------ thread pool */
 typedef void (*task_fn)(void *arg, int tid, int nthreads);
 typedef struct pool pool_t;
@@ -50,6 +57,9 @@ static inline uint16_t f8_to_f16_bits(uint8_t b) { return (uint16_t)(((b & 0x7F)
 
 /* acc[i * 4 + r] = sum_p x[i * ldx + p] * W_r[p], for i < m (the table index) and 4 weight rows. */
 typedef void (*wdot_fn)(const float *x, long ldx, const uint8_t *w, long ldw, int nrows, long k, float *acc);
+/* The same from weight rows already decoded to f32 (row stride ldw floats): vector steps over
+   [0, kvec), then the scalar tail [kvec, k), exactly as a wdot_fn whose vector loop ends at kvec. */
+typedef void (*wdotd_fn)(const float *x, long ldx, const float *w, long ldw, int nrows, long k, long kvec, float *acc);
 
 /* ------------------------------------------------------------------ per-ISA kernels */
 /*
@@ -59,6 +69,20 @@ typedef void (*wdot_fn)(const float *x, long ldx, const uint8_t *w, long ldw, in
  */
 typedef void (*ukernel_fn)(long kc, const float *ap, const float *b, long ldb, float *c, long ldc,
                            float alpha, float beta, int mv, int nv);
+
+/* One (query row, kv head) unit of paged attention (paged_attention.c, paged_body.h). */
+typedef struct {
+  const float *q;       /* the row's G query heads of this kv head, [G, D] */
+  const float *k, *v;   /* the caches offset to this kv head: slot s at s * ldkv */
+  float *o;             /* [G, D] */
+  const int32_t *table; /* the sequence's block ids */
+  long G, D, ldkv, len, block;
+  float scale;
+  float *scratch;       /* paged_unit_floats(G, D, len) */
+} paged_unit_t;
+
+/* Scratch floats of a paged-attention unit: G score rows of len rounded up to 16, G accumulators of D, G sums. */
+static inline size_t paged_unit_floats(long G, long D, long len) { return (size_t)(G * ((len + 15) / 16 * 16) + G * D + G); }
 
 typedef struct isa {
   const char *name;
@@ -87,6 +111,15 @@ typedef struct isa {
   /* When set, wdot[WD_F8E4M3] wants each activation row in this order (k floats; the kernel's
      decode order of 64-byte blocks, see isa_avx512.c); NULL: natural order. */
   void (*f8_xperm)(const float *x, float *out, long k);
+  /* Row-invariant products (weights.c) replay wdot's FMA sequence from decoded rows: wdot_decode
+     writes one weight row as f32 exactly as wdot[dtype] sees it (f8: value / 256; in the vector
+     part, in the order wdot reads it), wdot_step[dtype] is the k-step of wdot[dtype]'s vector loop
+     (so its vector part is k rounded down to it), and wdot_dec[m - 1] runs the FMAs. */
+  void (*wdot_decode)(const uint8_t *w, int dtype, float *out, long k);
+  int wdot_step[4];
+  wdotd_fn wdot_dec[4];
+  /* One unit of paged attention; batch invariant (see paged_body.h). */
+  void (*paged_unit)(const paged_unit_t *u);
   /* Sum of n floats (n a multiple of 64) read as 8 concurrent prefetched streams: the best
      streaming read rate, the memory-bandwidth probe's loop. */
   double (*stream_sum)(const float *p, long n);
@@ -163,6 +196,13 @@ int k_attention_backward(ctx_t *c, const float *q, const float *k, const float *
                          const float *lse, const float *dout, float *dq, float *dk, float *dv, long B,
                          long Tq, long Tk, long H, long Hkv, long D, long kvbs, long qoff, float scale);
 
+/* ------------------------------------------------------------------ paged attention (paged_attention.c) */
+/* Kernels.pagedAttention; 0 when the per-thread scratch cannot be allocated. The host arrays have been
+   validated by the binding (addon_paged.c). */
+int k_paged_attention(ctx_t *c, const float *q, const float *k, const float *v, float *o, long n, long H, long Hkv,
+                      long D, float scale, long block, const int32_t *row_seq, const int32_t *row_len,
+                      const int32_t *tables, long max_blocks);
+
 /* ------------------------------------------------------------------ weights (weights.c) */
 /* A weight [rows, cols] in a storage dtype: real value = decode(p) * scale * (row_scale ? row_scale[r] : 1). */
 typedef struct wref {
@@ -171,9 +211,10 @@ typedef struct wref {
   float scale;
   const float *row_scale;
 } wref_t;
-void k_linear_w(ctx_t *c, const float *x, const wref_t *w, float *y, long m, long k, long n);
+/* invariant: each y[i, j] is bit for bit what the call gives row i alone (m = 1), see weights.c. */
+void k_linear_w(ctx_t *c, const float *x, const wref_t *w, float *y, long m, long k, long n, int invariant);
 void k_grouped_linear_w(ctx_t *c, const float *x, const wref_t *ws, float *y, const int32_t *off, long groups,
-                        long n, long k);
+                        long n, long k, int invariant);
 void k_gather_rows_w(ctx_t *c, const wref_t *w, const int32_t *ids, float *out, long count, long cols);
 void k_dequantize_w(ctx_t *c, const wref_t *w, float *out, long rows, long cols);
 /* Read n floats (a multiple of 64) once on every thread of the pool: the memory bandwidth probe. */
@@ -207,6 +248,7 @@ void k_topk(ctx_t *c, const float *x, float *values, int32_t *idx, long rows, lo
 void k_transpose(ctx_t *c, const float *x, float *y, long batch, long rows, long cols);
 void k_gather_rows(ctx_t *c, const float *table, const int32_t *ids, float *out, long n, long cols);
 void k_scatter_add_rows(ctx_t *c, const float *src, const int32_t *ids, float *table, long n, long cols);
+void k_scatter_rows(ctx_t *c, const float *src, const int32_t *ids, float *dst, long n, long cols);
 void k_rope(ctx_t *c, const float *x, float *y, const float *cs, const float *sn, const int32_t *pos,
             long ntok, long heads, long dim, int inverse);
 double k_sum_squares(ctx_t *c, const float *x, long n);

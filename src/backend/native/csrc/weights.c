@@ -7,12 +7,19 @@
  * by memory bandwidth, which is the point of narrow weights.
  * Many rows (prefill): the weight is decoded and scaled while packing B panels for the fp32
  * micro-kernel, so the GEMM itself is the fp32 one.
+ * Row-invariant products (a continuous-batching server: a request's logits must not depend on the
+ * other requests in its batch) keep the streaming path's per-row summation order for every row
+ * count; above 4 rows each quad of weight rows is decoded once into scratch and wdot's FMA sequence
+ * replayed from the f32 copy, so the decode is amortized over a block of rows.
  * float8_e4m3 vector loads give value / 256; the 2^8 is folded into each row's multiplier.
  */
 #include "skymoe.h"
 
 /* Activation rows up to which the streaming path is used (beyond: the packed GEMM). */
 #define STREAM_ROWS 16
+/* Row-invariant path: activation rows each decoded weight quad is used for before the next block
+   (the block stays in L2, the quad in L1). */
+#define INVARIANT_ROW_BLOCK 64
 /* Below this many multiply-adds one thread is faster than waking the others. */
 #define PARALLEL_MIN_MACS (1L << 16)
 
@@ -99,6 +106,51 @@ static void gemm_w_cols(ctx_t *cx, int tid, const float *x, long m, long k, cons
   }
 }
 
+/*
+ * Row-invariant y[i, j] for i < m, j in [j0, j1): what stream_rows gives each row alone. Up to 4
+ * rows that is stream_rows itself; beyond, each quad of weight rows is decoded once per block of
+ * INVARIANT_ROW_BLOCK rows and isa->wdot_dec replays wdot's FMAs from the f32 copy. Scratch:
+ * (4 + INVARIANT_ROW_BLOCK) * k floats (see stream_scratch_floats).
+ */
+static void invariant_rows(const isa_t *isa, const float *x, long m, long k, const wref_t *w, long n, long j0, long j1,
+                           float *y, float *scratch) {
+  if (m <= 4) {
+    stream_rows(isa, x, m, k, w, n, j0, j1, y, scratch);
+    return;
+  }
+  const long ldw = k * wd_bytes(w->dtype), step = isa->wdot_step[w->dtype], kvec = k / step * step;
+  const int xperm = w->dtype == WD_F8E4M3 && isa->f8_xperm;
+  float *wd = scratch, *xs = scratch + 4 * k, acc[16];
+  for (long i0 = 0; i0 < m; i0 += INVARIANT_ROW_BLOCK) {
+    const long mb = m - i0 < INVARIANT_ROW_BLOCK ? m - i0 : INVARIANT_ROW_BLOCK;
+    const float *xb = x + i0 * k;
+    if (xperm) {
+      for (long i = 0; i < mb; i++) isa->f8_xperm(xb + i * k, xs + i * k, k);
+      xb = xs;
+    }
+    for (long j = j0; j < j1; j += 4) {
+      const int nr = (int)(j1 - j < 4 ? j1 - j : 4);
+      float mul[4];
+      for (int r = 0; r < nr; r++) {
+        isa->wdot_decode(w->p + (j + r) * ldw, w->dtype, wd + r * k, k);
+        mul[r] = row_mul(w, j + r);
+      }
+      for (long i = 0; i < mb; i += 4) {
+        const int mm = (int)(mb - i < 4 ? mb - i : 4);
+        isa->wdot_dec[mm - 1](xb + i * k, k, wd, k, nr, k, kvec, acc);
+        for (int ii = 0; ii < mm; ii++)
+          for (int r = 0; r < nr; r++) y[(i0 + i + ii) * n + j + r] = acc[ii * 4 + r] * mul[r];
+      }
+    }
+  }
+}
+
+/* Per-thread scratch (floats) of the streaming paths for `rows` activation rows. */
+static size_t stream_scratch_floats(long rows, long k, int invariant) {
+  if (invariant && rows > 4) rows = 4 + (rows < INVARIANT_ROW_BLOCK ? rows : INVARIANT_ROW_BLOCK);
+  return (size_t)(rows * k);
+}
+
 /* ------------------------------------------------------------------ linear */
 typedef struct {
   ctx_t *cx;
@@ -106,12 +158,14 @@ typedef struct {
   const wref_t *w;
   float *y;
   long m, k, n, align;
+  int invariant;
 } linear_job;
 
 static void linear_range(ctx_t *cx, int tid, const float *x, const wref_t *w, float *y, long m, long k, long n, long j0,
-                         long j1) {
+                         long j1, int invariant) {
   if (j1 <= j0) return;
-  if (m <= STREAM_ROWS) stream_rows(cx->isa, x, m, k, w, n, j0, j1, y, cx->scratch[tid].tile);
+  if (invariant) invariant_rows(cx->isa, x, m, k, w, n, j0, j1, y, cx->scratch[tid].tile);
+  else if (m <= STREAM_ROWS) stream_rows(cx->isa, x, m, k, w, n, j0, j1, y, cx->scratch[tid].tile);
   else gemm_w_cols(cx, tid, x, m, k, w, n, j0, j1, y);
 }
 
@@ -119,26 +173,22 @@ static void linear_task(void *raw, int tid, int nt) {
   linear_job *j = raw;
   long lo, hi;
   split_range(j->n, j->align, tid, nt, &lo, &hi);
-  linear_range(j->cx, tid, j->x, j->w, j->y, j->m, j->k, j->n, lo, hi);
+  linear_range(j->cx, tid, j->x, j->w, j->y, j->m, j->k, j->n, lo, hi, j->invariant);
 }
 
-/* The per-thread tile scratch holds the permuted activations of the streaming path. */
-static int ensure_xscratch(ctx_t *cx, long rows, long k) {
-  return rows > STREAM_ROWS || scratch_tiles(cx, (size_t)(rows * k));
-}
-
-void k_linear_w(ctx_t *cx, const float *x, const wref_t *w, float *y, long m, long k, long n) {
+void k_linear_w(ctx_t *cx, const float *x, const wref_t *w, float *y, long m, long k, long n, int invariant) {
   if (m <= 0 || n <= 0) return;
-  if (k <= 0 || !ensure_xscratch(cx, m, k)) {
+  const int streamed = invariant || m <= STREAM_ROWS;
+  if (k <= 0 || (streamed && !scratch_tiles(cx, stream_scratch_floats(m, k, invariant)))) {
     /* k <= 0: the empty sum; no scratch: (out of memory) NaN says so rather than garbage */
     for (long i = 0; i < m * n; i++) y[i] = k <= 0 ? 0.0f : __builtin_nanf("");
     return;
   }
   if (cx->threads == 1 || m * n * k < PARALLEL_MIN_MACS) {
-    linear_range(cx, 0, x, w, y, m, k, n, 0, n);
+    linear_range(cx, 0, x, w, y, m, k, n, 0, n, invariant);
     return;
   }
-  linear_job j = {cx, x, w, y, m, k, n, m <= STREAM_ROWS ? 4 : cx->isa->nr};
+  linear_job j = {cx, x, w, y, m, k, n, streamed ? 4 : cx->isa->nr, invariant};
   pool_run(cx->pool, linear_task, &j);
 }
 
@@ -150,6 +200,7 @@ typedef struct {
   float *y;
   const int32_t *off;
   long groups, n, k, quads, units;
+  int invariant;
 } grouped_job;
 
 /* Work units: (group, quad of 4 weight rows) over the groups that own rows; thread t takes a range. */
@@ -164,14 +215,17 @@ static void grouped_task(void *raw, int tid, int nt) {
     long a = lo > u ? lo - u : 0, b = hi - u < j->quads ? hi - u : j->quads;
     if (a < b) {
       long c0 = a * 4, c1 = b * 4 < j->n ? b * 4 : j->n;
-      stream_rows(j->cx->isa, j->x + r0 * j->k, rows, j->k, &j->ws[g], j->n, c0, c1, j->y + r0 * j->n, j->cx->scratch[tid].tile);
+      const float *xg = j->x + r0 * j->k;
+      float *yg = j->y + r0 * j->n, *scratch = j->cx->scratch[tid].tile;
+      if (j->invariant) invariant_rows(j->cx->isa, xg, rows, j->k, &j->ws[g], j->n, c0, c1, yg, scratch);
+      else stream_rows(j->cx->isa, xg, rows, j->k, &j->ws[g], j->n, c0, c1, yg, scratch);
     }
     u += j->quads;
   }
 }
 
 void k_grouped_linear_w(ctx_t *cx, const float *x, const wref_t *ws, float *y, const int32_t *off, long groups,
-                        long n, long k) {
+                        long n, long k, int invariant) {
   long busy = 0, most = 0;
   for (long g = 0; g < groups; g++) {
     long rows = off[g + 1] - off[g];
@@ -179,17 +233,18 @@ void k_grouped_linear_w(ctx_t *cx, const float *x, const wref_t *ws, float *y, c
     if (rows > most) most = rows;
   }
   if (busy == 0 || n <= 0) return;
-  if (most <= STREAM_ROWS && k > 0 && ensure_xscratch(cx, most, k)) {
-    /* Decode and small batches: one pass over all busy experts' weights, split evenly over threads. */
+  if ((invariant || most <= STREAM_ROWS) && k > 0 && scratch_tiles(cx, stream_scratch_floats(most, k, invariant))) {
+    /* Decode, small batches and row-invariant products: one pass over all busy experts' weights,
+       split evenly over threads. */
     long quads = (n + 3) / 4;
-    grouped_job j = {cx, x, ws, y, off, groups, n, k, quads, busy * quads};
+    grouped_job j = {cx, x, ws, y, off, groups, n, k, quads, busy * quads, invariant};
     if (cx->threads == 1 || busy * n * k * most < PARALLEL_MIN_MACS) grouped_task(&j, 0, 1);
     else pool_run(cx->pool, grouped_task, &j);
     return;
   }
   for (long g = 0; g < groups; g++) {
     long r0 = off[g], rows = off[g + 1] - r0;
-    if (rows > 0) k_linear_w(cx, x + r0 * k, &ws[g], y + r0 * n, rows, k, n);
+    if (rows > 0) k_linear_w(cx, x + r0 * k, &ws[g], y + r0 * n, rows, k, n, invariant);
   }
 }
 

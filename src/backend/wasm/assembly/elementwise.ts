@@ -1,6 +1,8 @@
 // Elementwise kernels (Kernels.fill ... swigluBackward, sumSquares, adamw in ../../backend.ts).
-// Each thread takes a contiguous, 16-element-aligned share of the flat index range.
-import { at, madd, shareEnd, shareStart, sigmoidf, vexp, vsigmoid } from './simd-math';
+// Each thread takes a contiguous, 16-element-aligned share of the flat index range. The forward
+// kernels compute a range's last partial vector with the vector code too (loadPartial), so that
+// each element's value is the same however many rows the call holds (batch invariance).
+import { at, loadPartial, madd, shareEnd, shareStart, sigmoidf, storePartial, vexp, vsigmoid } from './simd-math';
 
 const ALIGN: i32 = 16; // floats per 64-byte cache line
 
@@ -111,11 +113,23 @@ export function k_binary(tid: i32, nthreads: i32, op: i32, a: usize, b: usize, o
 // Op codes as UnaryOp in ../../backend.ts.
 const EXP = 0, LOG = 1, TANH = 2, SQRT = 3, SQUARE = 4, SILU = 5, SIGMOID = 6, NEG = 7, RSQRT = 8, RELU = 9;
 
+/** vexp, except that lanes above 88 (where vexp saturates; rare) take the scalar exp, which overflows to inf. */
+// @ts-ignore: decorator
+@inline function expV(x: v128): v128 {
+  const big = f32x4.gt(x, f32x4.splat(88.0));
+  if (!v128.any_true(big)) return vexp(x);
+  let s = f32x4.replace_lane(x, 0, Mathf.exp(f32x4.extract_lane(x, 0)));
+  s = f32x4.replace_lane(s, 1, Mathf.exp(f32x4.extract_lane(x, 1)));
+  s = f32x4.replace_lane(s, 2, Mathf.exp(f32x4.extract_lane(x, 2)));
+  s = f32x4.replace_lane(s, 3, Mathf.exp(f32x4.extract_lane(x, 3)));
+  return v128.bitselect(s, vexp(x), big);
+}
+
 // @ts-ignore: decorator
 @inline function unaryV(op: i32, x: v128): v128 {
   const zero = f32x4.splat(0);
   const one = f32x4.splat(1);
-  if (op == EXP) return vexp(x);
+  if (op == EXP) return expV(x);
   if (op == SQRT) return f32x4.sqrt(x);
   if (op == SQUARE) return f32x4.mul(x, x);
   if (op == SILU) return f32x4.mul(x, vsigmoid(x));
@@ -125,38 +139,21 @@ const EXP = 0, LOG = 1, TANH = 2, SQRT = 3, SQUARE = 4, SILU = 5, SIGMOID = 6, N
   return v128.and(x, f32x4.gt(x, zero)); // RELU (NaN -> 0, as the reference)
 }
 
+/** log and tanh have no vector form here: element by element. */
 // @ts-ignore: decorator
 @inline function unaryS(op: i32, x: f32): f32 {
-  if (op == EXP) return Mathf.exp(x);
-  if (op == LOG) return Mathf.log(x);
-  if (op == TANH) return Mathf.tanh(x);
-  if (op == SQRT) return Mathf.sqrt(x);
-  if (op == SQUARE) return x * x;
-  if (op == SILU) return x * sigmoidf(x);
-  if (op == SIGMOID) return sigmoidf(x);
-  if (op == NEG) return -x;
-  if (op == RSQRT) return 1.0 / Mathf.sqrt(x);
-  return x > 0 ? x : 0;
+  return op == LOG ? Mathf.log(x) : Mathf.tanh(x);
 }
 
 // @ts-ignore: decorator
 @inline function unaryRun(op: i32, x: usize, y: usize, s: i32, e: i32): void {
   let i = s;
-  if (op == EXP) {
-    // vexp saturates above 88; such lanes (rare) take the scalar path, which overflows to inf
-    const hi = f32x4.splat(88.0);
-    for (; i + 4 <= e; i += 4) {
-      const v = v128.load(at(x, i));
-      if (v128.any_true(f32x4.gt(v, hi))) {
-        for (let j = i; j < i + 4; j++) store<f32>(at(y, j), Mathf.exp(load<f32>(at(x, j))));
-      } else {
-        v128.store(at(y, i), vexp(v));
-      }
-    }
-  } else if (op != LOG && op != TANH) {
-    for (; i + 4 <= e; i += 4) v128.store(at(y, i), unaryV(op, v128.load(at(x, i))));
+  if (op == LOG || op == TANH) {
+    for (; i < e; i++) store<f32>(at(y, i), unaryS(op, load<f32>(at(x, i))));
+    return;
   }
-  for (; i < e; i++) store<f32>(at(y, i), unaryS(op, load<f32>(at(x, i))));
+  for (; i + 4 <= e; i += 4) v128.store(at(y, i), unaryV(op, v128.load(at(x, i))));
+  if (i < e) storePartial(at(y, i), unaryV(op, loadPartial(at(x, i), e - i)), e - i);
 }
 
 export function k_unary(tid: i32, nthreads: i32, op: i32, x: usize, y: usize, n: i32): void {
@@ -329,9 +326,9 @@ export function k_swiglu(tid: i32, nthreads: i32, g: usize, u: usize, y: usize, 
     const x = v128.load(at(g, i));
     v128.store(at(y, i), f32x4.mul(f32x4.mul(x, vsigmoid(x)), v128.load(at(u, i))));
   }
-  for (; i < e; i++) {
-    const x = load<f32>(at(g, i));
-    store<f32>(at(y, i), x * sigmoidf(x) * load<f32>(at(u, i)));
+  if (i < e) {
+    const x = loadPartial(at(g, i), e - i);
+    storePartial(at(y, i), f32x4.mul(f32x4.mul(x, vsigmoid(x)), loadPartial(at(u, i), e - i)), e - i);
   }
 }
 

@@ -2,3 +2,4 @@
 export * from './elementwise';
 export * from './rows';
 export * from './attention';
+export * from './paged-attention';

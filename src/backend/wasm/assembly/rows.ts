@@ -1,5 +1,5 @@
 // Row kernels (softmax, cross-entropy, RMSNorm, row statistics, top-k, transpose) and the row
-// indexing kernels (gather, scatter-add, RoPE). Threads split the rows unless a kernel says otherwise.
+// indexing kernels (gather, scatter, scatter-add, RoPE). Threads split the rows unless a kernel says otherwise.
 import { at, hmax, hsum, madd, shareEnd, shareStart, vexp } from './simd-math';
 
 const ALIGN: i32 = 16;
@@ -338,6 +338,15 @@ export function k_gather_rows(tid: i32, nthreads: i32, table: usize, ids: usize,
   const r1 = shareEnd(n, 1, tid, nthreads);
   for (let r = shareStart(n, 1, tid, nthreads); r < r1; r++) {
     memory.copy(at(out, r * cols), at(table, load<i32>(at(ids, r)) * cols), bytes);
+  }
+}
+
+/** dst[ids[i]] = src[i]; the ids are distinct, so threads split the rows. */
+export function k_scatter_rows(tid: i32, nthreads: i32, src: usize, ids: usize, dst: usize, n: i32, cols: i32): void {
+  const bytes = <usize>cols << 2;
+  const r1 = shareEnd(n, 1, tid, nthreads);
+  for (let r = shareStart(n, 1, tid, nthreads); r < r1; r++) {
+    memory.copy(at(dst, load<i32>(at(ids, r)) * cols), at(src, r * cols), bytes);
   }
 }
 

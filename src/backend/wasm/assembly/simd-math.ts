@@ -60,6 +60,27 @@
 }
 
 /**
+ * The n (1 to 3) floats at p in the low lanes of a vector, the others 0: a range's last partial
+ * vector then goes through the same vector code as the rest, so an element's result does not
+ * depend on where the range (a thread's share, a batch of rows) ends.
+ */
+// @ts-ignore: decorator
+@inline export function loadPartial(p: usize, n: i32): v128 {
+  let v = f32x4.replace_lane(f32x4.splat(0), 0, load<f32>(p));
+  if (n > 1) v = f32x4.replace_lane(v, 1, load<f32>(p, 4));
+  if (n > 2) v = f32x4.replace_lane(v, 2, load<f32>(p, 8));
+  return v;
+}
+
+/** Store the low n (1 to 3) lanes of v at p (see loadPartial). */
+// @ts-ignore: decorator
+@inline export function storePartial(p: usize, v: v128, n: i32): void {
+  store<f32>(p, f32x4.extract_lane(v, 0));
+  if (n > 1) store<f32>(p, f32x4.extract_lane(v, 1), 4);
+  if (n > 2) store<f32>(p, f32x4.extract_lane(v, 2), 8);
+}
+
+/**
  * First item of thread `tid`'s share when `total` items are split into nthreads contiguous chunks
  * whose boundaries are multiples of `align` (so threads never write the same cache line).
  */
