@@ -6,6 +6,7 @@
  */
 import { basename, resolve } from 'node:path';
 import type { BackendName } from '../backend/backend.js';
+import { startEngine } from '../infer/engine-worker.js';
 import type { EngineHandle } from '../infer/types.js';
 import { loadTokenizer } from '../io/tokenizer/index.js';
 import type { LoadDType } from '../io/weights.js';
@@ -25,33 +26,13 @@ export interface ServeCliOptions {
   maxQueue?: number;
 }
 
-/** What infer/engine-worker.ts's startEngine takes (its StartEngineOptions). */
-export interface EngineStartOptions {
-  model: string;
-  modelName: string;
-  dtype?: LoadDType;
-  backend?: BackendName;
-  threads?: number;
-  kvCacheBytes?: number;
-  maxNumSeqs?: number;
-  maxQueue?: number;
-}
-
-/** The engine in its worker thread (infer/engine-worker.ts), loaded when the command runs. */
-async function startEngineWorker(o: EngineStartOptions): Promise<EngineHandle> {
-  const { startEngine } = (await import(new URL('../infer/engine-worker.js', import.meta.url).href)) as {
-    startEngine: (o: EngineStartOptions) => Promise<EngineHandle>;
-  };
-  return startEngine(o);
-}
-
 export async function runServe(o: ServeCliOptions): Promise<void> {
   if (o.kvCacheGb !== undefined && !(o.kvCacheGb > 0)) throw new Error(`--kv-cache-gb: expected a positive number of GiB, got ${o.kvCacheGb}`);
   const modelName = o.servedModelName ?? basename(resolve(o.model));
   const tokenizer = await loadTokenizer(o.model);
   // Before the engine starts: a template that does not parse ends the command at once.
   checkChatTemplate(tokenizer);
-  const engine = startEngineWorker({
+  const engine = startEngine({
     model: o.model,
     modelName,
     dtype: o.dtype,

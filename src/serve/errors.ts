@@ -69,8 +69,9 @@ export function queueFull(message: string): ApiError {
   return new ApiError(429, `The server is busy (${message}): retry later`, 'rate_limit_error', null, 'queue_full', { 'Retry-After': '1' });
 }
 
-export function draining(): ApiError {
-  return new ApiError(503, 'The server is shutting down and takes no new requests', 'unavailable_error', null, 'draining');
+/** 503: the server drains (SIGTERM), or the engine takes no more requests (`why`: the engine's words). */
+export function draining(why?: string): ApiError {
+  return new ApiError(503, why ? `The engine takes no new requests: ${why}` : 'The server is shutting down and takes no new requests', 'unavailable_error', null, 'draining');
 }
 
 /** A fault of the server or the engine, never of the request. */

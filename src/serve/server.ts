@@ -232,7 +232,7 @@ export function createServer(opts: ServerOptions): SkymoeServer {
 
   function asApiError(err: unknown): ApiError {
     if (err instanceof ApiError) return err;
-    if (err instanceof EngineBusyError) return err.reason === 'draining' ? drainingError() : queueFull(err.message);
+    if (err instanceof EngineBusyError) return err.reason === 'draining' ? drainingError(err.message) : queueFull(err.message);
     opts.onInternalError?.(err);
     if (err instanceof GenerationError) return internalError(err.message);
     return internalError(`internal error: ${(err as Error)?.message ?? String(err)}`);
@@ -249,6 +249,7 @@ export function createServer(opts: ServerOptions): SkymoeServer {
     const key = path.startsWith('/v1/models/') ? '/v1/models' : path;
     const route = Object.hasOwn(routes, key) ? routes[key] : undefined;
     res.on('close', () => metrics.request(route ? key : 'unknown', res.writableFinished ? res.statusCode : 499));
+    if (draining) res.setHeader('Connection', 'close');
     try {
       if (!route) throw unknownRoute(method, path);
       if (method !== route.method) throw methodNotAllowed(method, path, route.method);
@@ -289,8 +290,9 @@ export function createServer(opts: ServerOptions): SkymoeServer {
       });
     },
     async drain(): Promise<void> {
+      // Idle keep-alive connections are left open (closing one races a client sending on it):
+      // every reply while draining closes its connection instead.
       draining = true;
-      server.closeIdleConnections();
       while (inflight.size > 0) await Promise.allSettled([...inflight]);
       await close();
     },

@@ -200,7 +200,7 @@ describe('on a ready engine', () => {
     assert.deepEqual([full.status, full.error.type, full.error.code], [429, 'rate_limit_error', 'queue_full']);
     s.engine.busy = new EngineBusyError('draining', 'draining');
     const drain = await apiError(s.client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'Hi' }], stream: true }));
-    assert.deepEqual([drain.status, drain.error.type], [503, 'unavailable_error']);
+    assert.deepEqual([drain.status, drain.error.type, drain.error.message], [503, 'unavailable_error', 'The engine takes no new requests: draining']);
     s.engine.busy = undefined;
 
     const failing = s.engine.generate.bind(s.engine);

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { JsBackend } from '../../src/backend/js/index.js';
+import { startEngine, type StartEngineOptions } from '../../src/infer/engine-worker.js';
 import type { EngineHandle } from '../../src/infer/types.js';
 import { saveModel } from '../../src/io/hf.js';
 import { loadTokenizer, saveTokenizer, tokenizerConfigJson, tokenizerFromJson, tokenizerToJson, trainBpe, type Tokenizer } from '../../src/io/tokenizer/index.js';
@@ -23,23 +24,8 @@ import { SkyworkMoE } from '../../src/model/skywork-moe.js';
 import { createServer, type SkymoeServer } from '../../src/serve/server.js';
 import { apiError, CORPUS } from './fixtures.js';
 
-const engineModule = new URL('../../src/infer/engine-worker.js', import.meta.url);
-const skip = existsSync(fileURLToPath(engineModule)) ? false : 'src/infer/engine-worker.ts (startEngine) has not landed on this branch yet';
-
-interface StartOptions {
-  model: string;
-  modelName?: string;
-  backend?: 'js' | 'wasm' | 'native';
-  threads?: number;
-  kvCacheBytes?: number;
-  maxNumSeqs?: number;
-  maxQueue?: number;
-  log?: (line: string) => void;
-}
-
-async function startEngine(o: StartOptions): Promise<EngineHandle> {
-  const m = (await import(engineModule.href)) as { startEngine: (o: StartOptions) => Promise<EngineHandle> };
-  return m.startEngine({ backend: 'wasm', threads: 1, log: () => {}, ...o });
+function start(o: StartEngineOptions): Promise<EngineHandle> {
+  return startEngine({ backend: 'wasm', threads: 1, log: () => {}, ...o });
 }
 
 /** A template unlike the default one, so the test sees that the file's template is the one used. */
@@ -73,7 +59,7 @@ async function until(cond: () => boolean, what: string, ms = 5000): Promise<void
 
 const PROMPT = 'Call me Ishmael. Some years ago';
 
-describe('the server on the real engine', { skip }, () => {
+describe('the server on the real engine', () => {
   let engine: EngineHandle;
   let server: SkymoeServer;
   let url: string;
@@ -82,7 +68,7 @@ describe('the server on the real engine', { skip }, () => {
 
   before(async () => {
     await writeModel();
-    const loading = startEngine({ model: dir, modelName: 'tiny', kvCacheBytes: 4 << 20, maxNumSeqs: 8 });
+    const loading = start({ model: dir, modelName: 'tiny', kvCacheBytes: 4 << 20, maxNumSeqs: 8 });
     // The server sees the engine only once the test has seen /health answer 503.
     const seen = new Promise<void>((r) => (healthSeen = r));
     server = createServer({ engine: loading.then(async (e) => (await seen, e)), tokenizer: tok, modelName: 'tiny' });
@@ -239,7 +225,7 @@ describe('the server on the real engine', { skip }, () => {
   });
 
   it('answers 429 when the engine queue is full', async () => {
-    const small = await startEngine({ model: dir, modelName: 'tiny', kvCacheBytes: 4 << 20, maxNumSeqs: 1, maxQueue: 0 });
+    const small = await start({ model: dir, modelName: 'tiny', kvCacheBytes: 4 << 20, maxNumSeqs: 1, maxQueue: 0 });
     const busy = createServer({ engine: Promise.resolve(small), tokenizer: tok, modelName: 'tiny' });
     const burl = await busy.listen('127.0.0.1', 0);
     try {
@@ -297,7 +283,7 @@ describe('the server on the real engine', { skip }, () => {
   });
 });
 
-describe('skymoe serve', { skip }, () => {
+describe('skymoe serve', () => {
   it('prints the URL when ready, serves, and exits 0 on SIGTERM after draining', async () => {
     if (!dir || !existsSync(dir)) await writeModel();
     const main = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
