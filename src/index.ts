@@ -22,5 +22,6 @@ export * as upcycling from './upcycle/index.js';
 export * as planner from './parallel/planner/index.js';
 export * as report from './report/index.js';
 export * as quant from './quant/index.js';
+export * as serve from './serve/index.js';
 export { generateTokens, type GenerateOptions } from './infer/generate.js';
 export { sampleToken, logSoftmax, type SamplingOptions } from './infer/sample.js';

@@ -7,6 +7,8 @@ import { runGenerate } from './generate.js';
 import { runInit } from './init.js';
 import { runInspect } from './inspect.js';
 import { runScore } from './score.js';
+import { runServe } from './serve.js';
+import { runChat } from './chat.js';
 import { runSelfcheck } from './selfcheck.js';
 import { runTrain } from './train.js';
 import { runUpcycle } from './upcycle.js';
@@ -20,7 +22,7 @@ import { runExport } from './export.js';
 import { runTokenizerChat, runTokenizerConvert, runTokenizerEncode } from './tokenizer.js';
 
 const program = new Command();
-program.name('skymoe').description('Skywork-MoE in TypeScript: train, upcycle, advise, plan, quantize, export, generate, score, report').version('0.1.0');
+program.name('skymoe').description('Skywork-MoE in TypeScript: train, upcycle, advise, plan, quantize, export, generate, serve, chat, score, report').version('0.1.0');
 
 program
   .command('selfcheck')
@@ -77,6 +79,37 @@ program
   .addOption(backendOption())
   .addOption(threadsOption())
   .action(runGenerate);
+
+program
+  .command('serve')
+  .description('an OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics) on the continuous-batching engine')
+  .requiredOption('--model <dir>', 'model directory (with its tokenizer)')
+  .option('--host <host>', 'address to listen on', '127.0.0.1')
+  .option('--port <n>', 'port to listen on (0: any free port)', nonNegInt, 8000)
+  .option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 routes (default: SKYMOE_API_KEY, else none)')
+  .option('--served-model-name <name>', "the model's name in the API (default: the directory's name)")
+  .addOption(dtypeOption())
+  .addOption(backendOption())
+  .addOption(threadsOption())
+  .option('--kv-cache-gb <g>', 'memory for the KV cache in GiB (default 1)', number)
+  .option('--max-num-seqs <n>', 'sequences decoded together at most (default 64)', positiveInt)
+  .option('--max-queue <n>', 'requests waiting for a place in the batch at most; more are refused with 429 (default 256)', nonNegInt)
+  .action(runServe);
+
+program
+  .command('chat')
+  .description('chat in the terminal on the serving engine: the model\'s chat template, streamed replies, /reset, Ctrl-C stops a reply')
+  .requiredOption('--model <dir>', 'model directory (with its tokenizer)')
+  .option('--system <text>', 'a system message that starts the conversation (kept by /reset)')
+  .option('--max-tokens <n>', 'tokens per reply at most', positiveInt, 512)
+  .option('--temperature <t>', 'sampling temperature (0: greedy)', number, 0.7)
+  .option('--top-p <p>', 'nucleus sampling threshold', number, 0.9)
+  .option('--seed <n>', 'sampling seed (default: a fresh one per reply)', nonNegInt)
+  .addOption(dtypeOption())
+  .addOption(backendOption())
+  .addOption(threadsOption())
+  .option('--kv-cache-gb <g>', 'memory for the KV cache in GiB (default 1)', number)
+  .action(runChat);
 
 program
   .command('quantize')

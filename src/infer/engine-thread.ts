@@ -43,7 +43,8 @@ async function main(): Promise<void> {
     else closing = true;
     wake?.();
   });
-  post({ type: 'ready', maxContext: engine.maxContext, eosTokenIds: stopTokenIds(model.config), stats: engine.stats(), description: be.describe() });
+  // The context a request may use: the model's, or less when the KV cache holds less.
+  post({ type: 'ready', maxContext: Math.min(engine.maxContext, engine.capacityTokens), eosTokenIds: stopTokenIds(model.config), stats: engine.stats(), description: be.describe() });
 
   const flush = (events: EngineEvent[]) => post({ type: 'events', events, stats: engine.stats() });
   while (!closing) {

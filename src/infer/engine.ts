@@ -24,7 +24,7 @@ import { TextOutput } from './text-output.js';
 import type { EngineEvent, EngineStats, FinishReason, GenerationRequest, TokenLogprob } from './types.js';
 
 export interface EngineOptions {
-  /** Bytes of KV cache (all layers, keys and values). Default 1 GiB. */
+  /** Bytes of KV cache (all layers, keys and values) at most. Default 1 GiB; never more than maxNumSeqs sequences at the full context need. */
   kvCacheBytes?: number;
   /** Positions per KV block. Default 16. */
   blockSize?: number;
@@ -90,7 +90,8 @@ export class Engine {
       if (!Number.isInteger(v) || v < 1) throw new EngineError(`${name} must be a positive integer, got ${v}`);
     }
     const cfg = model.config;
-    const blocks = PagedKVCache.blocksFor(cfg, kvCacheBytes, blockSize);
+    // No more than every sequence of a full batch at the full context can use.
+    const blocks = Math.min(PagedKVCache.blocksFor(cfg, kvCacheBytes, blockSize), maxNumSeqs * Math.ceil(cfg.maxPositions / blockSize));
     if (blocks < 1) throw new EngineError(`a KV cache of ${kvCacheBytes} bytes holds no block of ${blockSize} positions for this model`);
     this.kv = new PagedKVCache(cfg, blocks, blockSize, model.backend);
     this.eos = new Set(stopTokenIds(cfg));

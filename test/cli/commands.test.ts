@@ -43,14 +43,15 @@ test('the README and --help list the same commands, and only commands that exist
   // What is not built is named only under "Not built yet", never as present.
   const notBuilt = /## Not built yet[\s\S]*?(?=\n## )/.exec(readme)![0];
   const present = readme.replace(notBuilt, '');
-  for (const claim of [/OpenAI/i, /\bserver\b/i]) assert.doesNotMatch(present, claim);
-  // and what is built is not listed as coming: the layouts and tokenizers, with their docs
-  for (const built of [/Qwen3/, /OLMoE/, /SentencePiece/, /chat_template/]) {
+  // and what is built is not listed as coming: the layouts, tokenizers and the server, with their docs
+  for (const built of [/Qwen3/, /OLMoE/, /SentencePiece/, /chat_template/, /OpenAI-compatible server/i]) {
     assert.match(present, built);
     assert.doesNotMatch(notBuilt, built);
   }
+  assert.doesNotMatch(notBuilt, /\bserver\b/i);
   assert.match(present, /docs\/layouts\.md/);
   assert.match(present, /docs\/tokenizers\.md/);
+  assert.match(present, /docs\/serving\.md/);
   for (const c of commands) assert.equal(skymoe(c, '--help').code, 0, `skymoe ${c} --help`);
   fails(['frobnicate'], /unknown command 'frobnicate'/);
 });
@@ -222,4 +223,11 @@ test('tokenizer: convert a tokenizer.model, encode, render a chat template; bad 
   fails(['tokenizer', 'chat', out, '--messages', join(work, 'bad.json')], /--messages .*bad\.json: not valid JSON/);
   fails(['tokenizer', 'encode', join(work, 'missing-dir'), '--text', 'x'], /missing-dir: not found/);
   fails(['tokenizer', 'encode', work, '--text', 'x'], /no tokenizer\.json or tokenizer\.model in this directory/);
+});
+
+test('serve: a bad flag or a missing model directory exits non-zero, naming it, before listening', () => {
+  fails(['serve'], /required option '--model <dir>'/);
+  fails(['serve', '--model', join(work, 'nope')], /nope: not found/);
+  fails(['serve', '--model', work, '--kv-cache-gb', '0'], /--kv-cache-gb: expected a positive number of GiB, got 0/);
+  fails(['serve', '--model', work, '--port', 'x'], /--port <n>.*expected a non-negative integer, got 'x'/);
 });
