@@ -61,6 +61,34 @@ static inline __attribute__((always_inline)) void ISA(paged_axpy)(float *acc, co
     for (int j = 0; j < nv; j++) acc[d] = fmaf(e[j], v[j][d], acc[d]);
 }
 
+/* One pass over a unit's keys, four at a time, for each row that sees them: the scaled scores into
+   srow (values == 0), or the values weighted by srow into acc (values == 1). */
+static inline __attribute__((always_inline)) void ISA(paged_pass)(const paged_unit_t *u, const long *row, long len,
+                                                                  float *const *srow, float *acc, int values) {
+  const long G = u->G, D = u->D;
+  for (long p = 0; p < len; p += 4) {
+    const float *kv[4];
+    const int nk = ISA(paged_rows)(values ? u->v : u->k, row, p, len, D, kv);
+    for (long r = 0; r < u->rows; r++) {
+      const long lr = u->lens[r], ls = PAGED_SCORE_STRIDE(lr);
+      if (p >= lr) continue;
+      const int n = lr - p < nk ? (int)(lr - p) : nk;
+      for (long g = 0; g < G; g++) {
+        float *s = srow[r] + g * ls + p, *a = acc + (r * G + g) * D, dots[4];
+        const float *q = u->q + r * u->ldq + g * D;
+        /* the calls with a constant 4 unroll */
+        if (values && n == 4) ISA(paged_axpy)(a, s, kv, 4, D);
+        else if (values) ISA(paged_axpy)(a, s, kv, n, D);
+        else {
+          if (n == 4) ISA(paged_dots)(q, kv, 4, D, dots);
+          else ISA(paged_dots)(q, kv, n, D, dots);
+          for (int j = 0; j < n; j++) s[j] = dots[j] * u->scale;
+        }
+      }
+    }
+  }
+}
+
 static void ISA(paged_unit)(const paged_unit_t *u) {
   const long G = u->G, D = u->D, R = u->rows, heads = R * G;
   long len = 0, total = 0; /* keys of the longest row; score floats of all rows */
@@ -75,22 +103,7 @@ static void ISA(paged_unit)(const paged_unit_t *u) {
   for (long b = 0, p = 0; p < len; b++)
     for (long slot = (long)u->table[b] * u->block, end = p + u->block < len ? p + u->block : len; p < end; p++, slot++)
       row[p] = slot * u->ldkv;
-  for (long p = 0; p < len; p += 4) {
-    const float *kr[4];
-    const int nk = ISA(paged_rows)(u->k, row, p, len, D, kr);
-    for (long r = 0; r < R; r++) {
-      const long lr = u->lens[r], ls = PAGED_SCORE_STRIDE(lr);
-      if (p >= lr) continue;
-      const int n = lr - p < nk ? (int)(lr - p) : nk;
-      for (long g = 0; g < G; g++) {
-        const float *q = u->q + r * u->ldq + g * D;
-        float dots[4];
-        if (n == 4) ISA(paged_dots)(q, kr, 4, D, dots); /* unrolled by constant n */
-        else ISA(paged_dots)(q, kr, n, D, dots);
-        for (int j = 0; j < n; j++) srow[r][g * ls + p + j] = dots[j] * u->scale;
-      }
-    }
-  }
+  ISA(paged_pass)(u, row, len, srow, acc, 0);
   for (long r = 0; r < R; r++)
     for (long g = 0; g < G; g++) {
       const long lr = u->lens[r];
@@ -98,20 +111,7 @@ static void ISA(paged_unit)(const paged_unit_t *u) {
       sums[r * G + g] = ISA(exp_shift_sum)(s, lr, ISA(row_max)(s, lr));
     }
   memset(acc, 0, (size_t)(heads * D) * sizeof(float));
-  for (long p = 0; p < len; p += 4) {
-    const float *vr[4];
-    const int nv = ISA(paged_rows)(u->v, row, p, len, D, vr);
-    for (long r = 0; r < R; r++) {
-      const long lr = u->lens[r], ls = PAGED_SCORE_STRIDE(lr);
-      if (p >= lr) continue;
-      const int n = lr - p < nv ? (int)(lr - p) : nv;
-      for (long g = 0; g < G; g++) {
-        float *a = acc + (r * G + g) * D;
-        if (n == 4) ISA(paged_axpy)(a, srow[r] + g * ls + p, vr, 4, D); /* unrolled by constant n */
-        else ISA(paged_axpy)(a, srow[r] + g * ls + p, vr, n, D);
-      }
-    }
-  }
+  ISA(paged_pass)(u, row, len, srow, acc, 1);
   for (long r = 0; r < R; r++)
     for (long g = 0; g < G; g++) {
       const float inv = 1.0f / sums[r * G + g], *a = acc + (r * G + g) * D;
