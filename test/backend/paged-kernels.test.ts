@@ -136,8 +136,10 @@ const SHAPES: Shape[] = [
 const SEQS: Sequence[] = [1, 15, 16, 17, 33, 70].map((len, i) => ({ seed: 10 + i, len }));
 const DECODE: Row[] = SEQS.slice(0, 5).map((s, i) => ({ seq: i, pos: s.len - 1 }));
 const PREFILL: Row[] = Array.from({ length: 40 }, (_, i) => ({ seq: 5, pos: 30 + i }));
-/** Decode and prefill rows mixed, in an order of their own. */
-const MIXED: Row[] = [...DECODE, ...PREFILL].map((r, i, all) => all[permutation(all.length, 77)[i]!]!);
+/** Decode and prefill rows in order (the chunk's rows consecutive: kernels may take them together), and mixed. */
+const ORDERED: Row[] = [...DECODE, ...PREFILL];
+const SHUFFLE = permutation(ORDERED.length, 77);
+const MIXED: Row[] = ORDERED.map((_, i) => ORDERED[SHUFFLE[i]!]!);
 
 const refBackend = new JsBackend();
 const rowBits = (o: Float32Array, i: number, sh: Shape): Uint32Array => new Uint32Array(o.slice(i * sh.H * sh.D, (i + 1) * sh.H * sh.D).buffer);
@@ -168,10 +170,12 @@ for (const c of [...cases, ...nativeIsaCases()])
         const reversed = [...SEQS].reverse();
         const reorder = (r: Row): Row => ({ seq: SEQS.length - 1 - r.seq, pos: r.pos });
         const other = paged(be, sh, reversed, [...MIXED].reverse().map(reorder), blocks + 40, 2);
+        const ordered = paged(be, sh, SEQS, ORDERED, blocks, 4);
         MIXED.forEach((r, i) => {
           const want = rowBits(mixed, i, sh);
           assert.deepEqual(rowBits(paged(be, sh, SEQS, [r], blocks, 3 + i), 0, sh), want, `${what}: row ${i} alone`);
           assert.deepEqual(rowBits(other, MIXED.length - 1 - i, sh), want, `${what}: row ${i} in another batch and layout`);
+          assert.deepEqual(rowBits(ordered, SHUFFLE[i]!, sh), want, `${what}: row ${i} with the chunk's rows in order`);
         });
       }
       const first = familyFirst.get(family);

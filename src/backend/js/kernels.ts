@@ -385,7 +385,7 @@ export function makeJsKernels(heap: Heap): Kernels {
             for (let c = 0; c < D; c++) d += f[Q + c]! * f[K + c]!;
             return d * scale;
           });
-          const mx = Math.max(...s);
+          const mx = s.reduce((a, b) => Math.max(a, b), -Infinity);
           let sum = 0;
           const acc = new Float64Array(D);
           slots.forEach((slot, p) => {

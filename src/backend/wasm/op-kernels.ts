@@ -9,6 +9,9 @@
 import { BackendError, type Kernels, type Ptr } from '../backend.js';
 import type { KernelRunner } from './runner.js';
 
+/** Query rows of one sequence that pagedAttention takes together (they share each key row read). */
+const PAGED_ROWS = 16;
+
 export interface OpKernelOptions {
   /**
    * Elements of work below which a kernel runs on the calling thread alone (a hand-off to the
@@ -169,21 +172,32 @@ export function makeOpKernels(runner: KernelRunner, opts: OpKernelOptions = {}):
     pagedAttention(q, kCache, vCache, o, n, H, Hkv, D, scale, blockSize, rowSeq, rowLen, blockTables, maxBlocks) {
       if (n <= 0) return;
       if (rowSeq.length < n || rowLen.length < n) throw new BackendError(`pagedAttention: rowSeq and rowLen need ${n} entries`);
-      let maxLen = 0, keys = 0;
+      // Groups: consecutive rows of one sequence (a prefill chunk), at most PAGED_ROWS, read each key once.
+      const first = [0];
+      let maxLen = 0, keys = 0, most = 1;
       for (let i = 0; i < n; i++) {
+        const g0 = first[first.length - 1]!;
+        if (i > g0 && (rowSeq[i] !== rowSeq[g0] || i - g0 === PAGED_ROWS)) {
+          most = Math.max(most, i - g0);
+          first.push(i);
+        }
         maxLen = Math.max(maxLen, rowLen[i]!);
         keys += rowLen[i]!;
       }
+      most = Math.max(most, n - first[first.length - 1]!);
+      first.push(n);
       const nt = multi && keys * H * D >= SMALL_ATTENTION ? runner.threads : 1;
-      const stride = runner.runSingle('paged_attention_scratch_bytes', [H / Hkv, D, maxLen]);
+      const stride = runner.runSingle('paged_attention_scratch_bytes', [most * (H / Hkv), D, maxLen]);
       // The host arrays, then each thread's scratch (64-byte aligned).
-      const meta = Math.ceil((4 * (2 * n + blockTables.length)) / 64) * 64;
+      const meta = Math.ceil((4 * (2 * n + blockTables.length + first.length)) / 64) * 64;
       const area = runner.scratch(meta + stride * nt);
       const i32 = runner.heap.i32, at = area >>> 2;
       i32.set(rowSeq.subarray(0, n), at);
       i32.set(rowLen.subarray(0, n), at + n);
       i32.set(blockTables, at + 2 * n);
-      const args = [q, kCache, vCache, o, n, H, Hkv, D, scale, blockSize, area, area + 4 * n, area + 8 * n, maxBlocks, area + meta, stride];
+      i32.set(first, at + 2 * n + blockTables.length);
+      const args = [q, kCache, vCache, o, H, Hkv, D, scale, blockSize, area, area + 4 * n, area + 8 * n, maxBlocks,
+        area + 4 * (2 * n + blockTables.length), first.length - 1, area + meta, stride];
       if (nt > 1) runner.run('paged_attention', args);
       else runner.runSingle('paged_attention', args);
     },

@@ -95,8 +95,10 @@ static void f8_xperm_avx512(const float *x, float *out, long k) {
     for (int r = 0; r < 4; r++)                                                                       \
       for (long q = p; q < k; q++) wt[r][q - p] = ISA(wscalar)(ws[r], WD_F8E4M3, q);                  \
     for (int i = 0; i < MM; i++)                                                                      \
-      for (int r = 0; r < 4; r++)                                                                     \
-        acc[i * 4 + r] = ISA(dot_tail)(_mm512_reduce_add_ps(a[i][r]), x + i * ldx + p, wt[r], k - p); \
+      for (int r = 0; r < 4; r++) {                                                                   \
+        const float t = _mm512_reduce_add_ps(a[i][r]);                                                \
+        acc[i * 4 + r] = p < k ? ISA(dot_tail)(t, x + i * ldx + p, wt[r], k - p) : t;                 \
+      }                                                                                               \
   }
 WDOT_F8(wdot_f8p_1, 1) WDOT_F8(wdot_f8p_2, 2) WDOT_F8(wdot_f8p_3, 3) WDOT_F8(wdot_f8p_4, 4)
 

@@ -70,19 +70,30 @@ typedef void (*wdotd_fn)(const float *x, long ldx, const float *w, long ldw, int
 typedef void (*ukernel_fn)(long kc, const float *ap, const float *b, long ldb, float *c, long ldc,
                            float alpha, float beta, int mv, int nv);
 
-/* One (query row, kv head) unit of paged attention (paged_attention.c, paged_body.h). */
+/* Query rows of one sequence a paged-attention unit takes together (they share each key row read). */
+#define PAGED_ROWS 16
+
+/* One unit of paged attention (paged_attention.c, paged_body.h): rows of one sequence (at most
+   PAGED_ROWS) x the G query heads of one kv head. */
 typedef struct {
-  const float *q;       /* the row's G query heads of this kv head, [G, D] */
+  const float *q;       /* row r's query heads of this kv head: q + r * ldq, [G, D] */
   const float *k, *v;   /* the caches offset to this kv head: slot s at s * ldkv */
-  float *o;             /* [G, D] */
+  float *o;             /* row r's output: o + r * ldq, [G, D] */
   const int32_t *table; /* the sequence's block ids */
-  long G, D, ldkv, len, block;
+  const int32_t *lens;  /* keys each row sees, [rows] */
+  long rows, G, D, ldq, ldkv, block;
   float scale;
-  float *scratch;       /* paged_unit_floats(G, D, len) */
+  float *scratch;       /* paged_unit_floats(rows * G, D, longest length) */
 } paged_unit_t;
 
-/* Scratch floats of a paged-attention unit: G score rows of len rounded up to 16, G accumulators of D, G sums. */
-static inline size_t paged_unit_floats(long G, long D, long len) { return (size_t)(G * ((len + 15) / 16 * 16) + G * D + G); }
+/* Score row stride of a row with `len` keys: whole 16-float lanes, 64-byte aligned, set by len alone
+   (so a row's layout, and the code path over it, never depends on the batch). */
+#define PAGED_SCORE_STRIDE(len) (((len) + 15) / 16 * 16)
+/* Scratch floats of a unit of `heads` rows x heads: score rows, accumulators of D, sums, a float of
+   padding (the longs are 8-byte aligned), row offsets (longs) of the longest row's keys. */
+static inline size_t paged_unit_floats(long heads, long D, long len) {
+  return (size_t)(heads * PAGED_SCORE_STRIDE(len) + heads * D + heads + 1 + 2 * len);
+}
 
 typedef struct isa {
   const char *name;
@@ -118,7 +129,7 @@ typedef struct isa {
   void (*wdot_decode)(const uint8_t *w, int dtype, float *out, long k);
   int wdot_step[4];
   wdotd_fn wdot_dec[4];
-  /* One unit of paged attention; batch invariant (see paged_body.h). */
+  /* One unit of paged attention; each row batch invariant (see paged_body.h). */
   void (*paged_unit)(const paged_unit_t *u);
   /* Sum of n floats (n a multiple of 64) read as 8 concurrent prefetched streams: the best
      streaming read rate, the memory-bandwidth probe's loop. */

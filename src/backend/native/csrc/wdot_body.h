@@ -157,7 +157,7 @@ static void ISA(wdot_decode)(const uint8_t *w, int dtype, float *out, long k) { 
     }                                                                                                 \
     WDOT_SUMS                                                                                         \
     const float *ws[4] = {w0, w1, w2, w3};                                                            \
-    for (int i = 0; i < MM; i++)                                                                      \
+    for (int i = 0; i < MM && p < k; i++)                                                             \
       for (int r = 0; r < 4; r++) t[i][r] = ISA(dot_tail)(t[i][r], x + i * ldx + p, ws[r] + p, k - p); \
     WDOT_STORE(MM)                                                                                    \
   }
