@@ -107,14 +107,16 @@ static void gemm_w_cols(ctx_t *cx, int tid, const float *x, long m, long k, cons
 }
 
 /*
- * Row-invariant y[i, j] for i < m, j in [j0, j1): what stream_rows gives each row alone. Up to 4
- * rows that is stream_rows itself; beyond, each quad of weight rows is decoded once per block of
+ * Row-invariant y[i, j] for i < m, j in [j0, j1): what stream_rows gives each row alone. Up to
+ * STREAM_ROWS rows that is stream_rows itself (decoding in registers for every 4 rows measured
+ * faster than decoding to scratch once: 240 vs 68 GFLOP/s for 8 experts of 8 rows, bf16 2816x1024,
+ * 2 threads); beyond, each quad of weight rows is decoded once per block of
  * INVARIANT_ROW_BLOCK rows and isa->wdot_dec replays wdot's FMAs from the f32 copy. Scratch:
  * (4 + INVARIANT_ROW_BLOCK) * k floats (see stream_scratch_floats).
  */
 static void invariant_rows(const isa_t *isa, const float *x, long m, long k, const wref_t *w, long n, long j0, long j1,
                            float *y, float *scratch) {
-  if (m <= 4) {
+  if (m <= STREAM_ROWS) {
     stream_rows(isa, x, m, k, w, n, j0, j1, y, scratch);
     return;
   }
@@ -147,7 +149,7 @@ static void invariant_rows(const isa_t *isa, const float *x, long m, long k, con
 
 /* Per-thread scratch (floats) of the streaming paths for `rows` activation rows. */
 static size_t stream_scratch_floats(long rows, long k, int invariant) {
-  if (invariant && rows > 4) rows = 4 + (rows < INVARIANT_ROW_BLOCK ? rows : INVARIANT_ROW_BLOCK);
+  if (invariant && rows > STREAM_ROWS) rows = 4 + (rows < INVARIANT_ROW_BLOCK ? rows : INVARIANT_ROW_BLOCK);
   return (size_t)(rows * k);
 }
 
