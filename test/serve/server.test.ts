@@ -120,6 +120,34 @@ describe('the server on the real engine', () => {
     assert.ok(others.some((o) => o.choices[0]!.text !== a.choices[0]!.text), 'four seeds gave the same 12 tokens');
   });
 
+  it('batch invariance: 16 concurrent greedy requests get what each gets alone, logprobs bit for bit', async () => {
+    const prompts = Array.from({ length: 16 }, (_, i) => `${PROMPT.slice(0, 8 + i)} and ${i}`);
+    const body = (prompt: string) => ({ model: 'tiny', prompt, max_tokens: 8, temperature: 0, logprobs: 2, ignore_eos: true }) as OpenAI.CompletionCreateParamsNonStreaming;
+    const alone: OpenAI.Completion[] = [];
+    for (const p of prompts) alone.push(await client.completions.create(body(p)));
+    const together = await Promise.all(prompts.map((p) => client.completions.create(body(p))));
+    together.forEach((r, i) => {
+      const a = alone[i]!.choices[0]!, b = r.choices[0]!;
+      assert.equal(b.text, a.text, `request ${i} text`);
+      assert.deepEqual(b.logprobs!.tokens, a.logprobs!.tokens, `request ${i} tokens`);
+      assert.ok(b.logprobs!.token_logprobs!.every((v, j) => Object.is(v, a.logprobs!.token_logprobs![j])), `request ${i} logprobs bit for bit`);
+      assert.deepEqual(b.logprobs!.top_logprobs, a.logprobs!.top_logprobs, `request ${i} top logprobs`);
+    });
+  });
+
+  it('continuous batching: a request sent while a long one streams finishes before it', async () => {
+    const long = await client.completions.create({ model: 'tiny', prompt: PROMPT, max_tokens: 100, temperature: 0, ignore_eos: true, stream: true } as OpenAI.CompletionCreateParamsStreaming);
+    const order: string[] = [];
+    let chunks = 0;
+    let short: Promise<void> | undefined;
+    for await (const c of long) {
+      if (++chunks === 3) short = client.completions.create({ model: 'tiny', prompt: 'Whale', max_tokens: 3, temperature: 0, ignore_eos: true } as OpenAI.CompletionCreateParamsNonStreaming).then(() => void order.push('short'));
+      if (c.choices[0]?.finish_reason) order.push('long');
+    }
+    await short;
+    assert.deepEqual(order, ['short', 'long']);
+  });
+
   it('stops at a stop string, which is not in the text, streamed or not', async () => {
     const body = { model: 'tiny', prompt: PROMPT, max_tokens: 24, temperature: 0, ignore_eos: true };
     const full = (await client.completions.create(body as OpenAI.CompletionCreateParamsNonStreaming)).choices[0]!.text;
