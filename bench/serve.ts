@@ -5,12 +5,19 @@
  * and FP8, memory-mapped (the checkpoints bench:decode writes, cached in SKYMOE_BENCH_DIR, default
  * <tmpdir>/skymoe-bench-decode). Clients: C concurrent streams (1, 8, 32, 64), each sending
  * streaming /v1/completions requests back to back with a fixed mix of prompt and answer lengths
- * (prompts of 32/64/128 token ids, answers of 32/64/96 tokens with ignore_eos, so every run
- * generates the same tokens), until each stream has sent its share. tokens_per_s = generated
+ * (chat-like: prompts of 16/32/64 token ids, answers of 64/128/192 tokens with ignore_eos, so every run
+ * generates the same tokens), each stream sending the three kinds in turn. tokens_per_s = generated
  * tokens / wall time over all streams; speedup = tokens_per_s / the 1-stream figure of the same
  * dtype (the ceiling batching raises: one stream is bound by reading the weights once per token).
  * Time to first token and inter-token latency are measured by the client from the SSE chunks.
- * Run: npm run bench:serve [-- --dtypes bf16,fp8] [--streams 1,8,32,64] [--requests-per-stream 2]
+ * The ceiling, measured in the same run: one stream is bound by reading the weights once per token;
+ * many streams by the FLOP/s, since every token, prompt or generated, costs 2 x the active
+ * parameters. `serve_ceiling` prints the FMA peak of the machine (the native probe), the tokens/s it
+ * allows for this model, the share of them the mix generates, and max_speedup = that generated
+ * ceiling / the measured 1-stream figure: how far batching can go on this machine at best.
+ * On 2 cores prompt tokens cost as much compute as generated ones, so the speedup depends on the
+ * mix: a prompt-heavy one (--prompts 32,64,128 --answers 32,64,96) is bound by the FLOP/s sooner.
+ * Run: npm run bench:serve [-- --dtypes bf16,fp8] [--streams 1,8,32,64] [--requests-per-stream 3] [--prompts 16,32,64] [--answers 64,128,192]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -18,6 +25,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createNativeBackend, nativeInfo } from '../src/backend/native/index.js';
+import { countParams } from '../src/model/params.js';
+import { preset } from '../src/model/presets.js';
 import { quantizeCheckpoint } from '../src/quant/quantize.js';
 import { makeCheckpoint } from './make-checkpoint.js';
 
@@ -27,10 +37,11 @@ const arg = (name: string) => {
 };
 const DTYPES = (arg('dtypes') ?? 'bf16,fp8').split(',');
 const STREAMS = (arg('streams') ?? '1,8,32,64').split(',').map(Number);
-const PER_STREAM = Number(arg('requests-per-stream') ?? 2);
+const PER_STREAM = Number(arg('requests-per-stream') ?? 3);
 const DIR = process.env.SKYMOE_BENCH_DIR ?? join(tmpdir(), 'skymoe-bench-decode');
-const PROMPTS = [32, 64, 128];
-const ANSWERS = [32, 64, 96];
+/** A chat-like mix: short prompts, longer answers (request k of a stream uses PROMPTS[k % 3] and ANSWERS[(k + 1) % 3]; --prompts and --answers change them). */
+const PROMPTS = (arg('prompts') ?? '16,32,64').split(',').map(Number);
+const ANSWERS = (arg('answers') ?? '64,128,192').split(',').map(Number);
 const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -130,10 +141,10 @@ async function load(url: string, streams: number): Promise<{ tokensPerS: number;
   await Promise.all(
     Array.from({ length: streams }, async (_, s) => {
       for (let j = 0; j < PER_STREAM; j++) {
-        const k = s * PER_STREAM + j;
-        const prompt = Array.from({ length: PROMPTS[k % 3]! }, (_, i) => 1 + ((k * 7919 + i * 104729) % 8000));
+        const k = s + j; // every stream walks the same mix, from its own starting point
+        const prompt = Array.from({ length: PROMPTS[k % PROMPTS.length]! }, (_, i) => 1 + ((k * 7919 + i * 104729) % 8000));
         try {
-          const t = await complete(url, prompt, ANSWERS[(k + 1) % 3]!);
+          const t = await complete(url, prompt, ANSWERS[(k + 1) % ANSWERS.length]!);
           tokens += t.tokens;
           ttft.push(t.ttft);
           itl.push(...t.itl);
@@ -148,20 +159,48 @@ async function load(url: string, streams: number): Promise<{ tokensPerS: number;
   return { tokensPerS: tokens / ((performance.now() - t0) / 1000), requests, ttft, itl, errors };
 }
 
+/** FMA peak (GFLOP/s, both threads) and stream bandwidth (GB/s), measured now. */
+async function ceilings(): Promise<{ gflops: number; gbs: number } | null> {
+  if (!nativeInfo().available) return null;
+  const be = createNativeBackend({});
+  try {
+    return { gflops: be.measureFmaPeak(), gbs: be.measureStreamBandwidth(2 ** 30, 5) };
+  } finally {
+    await be.dispose();
+  }
+}
+
 async function main(): Promise<void> {
   await prepare();
+  const active = countParams(preset('bench')).active;
+  const meanOf = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const generatedShare = meanOf(ANSWERS) / (meanOf(ANSWERS) + meanOf(PROMPTS));
   for (const dtype of DTYPES) {
     const { url, proc } = await startServer(join(DIR, dtype));
     try {
       await complete(url, [1, 2, 3, 4], 8); // warm the page cache and the code
-      let single = NaN;
-      for (const streams of STREAMS) {
-        const r = await load(url, streams);
-        if (streams === 1) single = r.tokensPerS;
-        const f = (x: number) => x.toFixed(0);
+      // The shared machine's speed drifts by up to 2x within minutes: each level's speedup divides
+      // by the mean of the 1-stream runs just before and just after it (and the ceiling is taken
+      // next to them), so both sides of the ratio see the same machine.
+      const f = (x: number) => x.toFixed(0);
+      const line = (streams: number, r: Awaited<ReturnType<typeof load>>, single: number) =>
         console.log(
-          `serve model=bench dtype=${dtype} streams=${streams} requests=${r.requests} tokens_per_s=${r.tokensPerS.toFixed(1)} speedup=${(r.tokensPerS / single).toFixed(1)} ttft_p50_ms=${f(pct(r.ttft, 50))} ttft_p99_ms=${f(pct(r.ttft, 99))} itl_p50_ms=${f(pct(r.itl, 50))} itl_p99_ms=${f(pct(r.itl, 99))} errors=${r.errors}`,
+          `serve model=bench dtype=${dtype} streams=${streams} requests=${r.requests} tokens_per_s=${r.tokensPerS.toFixed(1)} single_tokens_per_s=${single.toFixed(1)} speedup=${(r.tokensPerS / single).toFixed(1)} ttft_p50_ms=${f(pct(r.ttft, 50))} ttft_p99_ms=${f(pct(r.ttft, 99))} itl_p50_ms=${f(pct(r.itl, 50))} itl_p99_ms=${f(pct(r.itl, 99))} errors=${r.errors}`,
         );
+      const c = await ceilings();
+      let before = await load(url, 1);
+      line(1, before, before.tokensPerS);
+      if (c) {
+        const computeTokens = (c.gflops * 1e9) / (2 * active);
+        console.log(
+          `serve_ceiling model=bench dtype=${dtype} fma_gflops=${c.gflops.toFixed(0)} bw_gbs=${c.gbs.toFixed(1)} active_params_b=${(active / 1e9).toFixed(3)} compute_tokens_per_s=${computeTokens.toFixed(0)} generated_share=${generatedShare.toFixed(2)} generated_ceiling_tokens_per_s=${(computeTokens * generatedShare).toFixed(0)} max_speedup=${((computeTokens * generatedShare) / before.tokensPerS).toFixed(1)}`,
+        );
+      }
+      for (const streams of STREAMS.filter((s) => s > 1)) {
+        const r = await load(url, streams);
+        const after = await load(url, 1);
+        line(streams, r, (before.tokensPerS + after.tokensPerS) / 2);
+        before = after;
       }
     } finally {
       proc.kill('SIGTERM');
