@@ -272,7 +272,8 @@ describe('the server on the real engine', () => {
 
   it('frees the KV blocks of a stream the client aborts', async () => {
     const controller = new AbortController();
-    const stream = await client.completions.create({ model: 'tiny', prompt: PROMPT, max_tokens: 90, ignore_eos: true, stream: true } as OpenAI.CompletionCreateParamsStreaming, { signal: controller.signal });
+    const generated = engine.stats().generatedTokens;
+    const stream = await client.completions.create({ model: 'tiny', prompt: PROMPT, max_tokens: 100, ignore_eos: true, stream: true } as OpenAI.CompletionCreateParamsStreaming, { signal: controller.signal });
     let n = 0;
     for await (const _ of stream) {
       if (++n === 2) {
@@ -281,6 +282,8 @@ describe('the server on the real engine', () => {
       }
     }
     await until(() => engine.stats().kvBlocksUsed === 0 && engine.stats().running === 0, 'the aborted request to free its blocks');
+    // Stopped by the abort, not by max_tokens.
+    assert.ok(engine.stats().generatedTokens - generated < 100, `${engine.stats().generatedTokens - generated} tokens generated: the request ran to its end`);
   });
 
   it('counts requests and tokens in /metrics', async () => {
@@ -296,7 +299,7 @@ describe('the server on the real engine', () => {
   });
 
   it('drains: the running request finishes, new ones get 503, then it closes', async () => {
-    const stream = await client.completions.create({ model: 'tiny', prompt: PROMPT, max_tokens: 30, ignore_eos: true, stream: true } as OpenAI.CompletionCreateParamsStreaming);
+    const stream = await client.completions.create({ model: 'tiny', prompt: PROMPT, max_tokens: 100, ignore_eos: true, stream: true } as OpenAI.CompletionCreateParamsStreaming);
     const it = stream[Symbol.asyncIterator]();
     await it.next();
     const drained = server.drain();
