@@ -105,5 +105,21 @@ export function selfcheck(be: Backend): CheckResult[] {
       return [y, s];
     }, 1e-4),
   );
+  results.push(
+    compare('scatterRows + pagedAttention', be, ref, (b, alloc) => {
+      // Two sequences in blocks of 4 laid out out of order: a 5-row prefill chunk of one and a
+      // decode row of the other, H = 4 over Hkv = 2 heads of 16.
+      const H = 4, Hkv = 2, D = 16, bs = 4, blocks = 6, slots = blocks * bs;
+      const kc = alloc(slots * Hkv * D, 15), vc = alloc(slots * Hkv * D, 16);
+      const n = 6, q = alloc(n * H * D, 17), o = alloc(n * H * D), newK = alloc(n * Hkv * D, 18);
+      const ids = b.alloc(4 * n);
+      b.write(ids, Int32Array.from([20, 21, 22, 23, 8, 13]));
+      b.kernels.scatterRows(newK.ptr, ids, kc.ptr, n, Hkv * D);
+      b.free(ids);
+      const tables = Int32Array.from([3, 5, 2, 0]);
+      b.kernels.pagedAttention(q.ptr, kc.ptr, vc.ptr, o.ptr, n, H, Hkv, D, 0.25, bs, Int32Array.from([0, 0, 0, 0, 0, 1]), Int32Array.from([3, 4, 5, 6, 7, 6]), tables, 2);
+      return [kc, o];
+    }, 1e-4),
+  );
   return results;
 }
