@@ -1,6 +1,7 @@
 /** `skymoe generate --model DIR --prompt "..."`: stream tokens as they come. */
 import type { BackendName } from '../backend/backend.js';
 import { generateTokens } from '../infer/generate.js';
+import { checkTokenizerFitsModel, readConfig } from '../io/hf.js';
 import { loadTokenizer } from '../io/tokenizer/index.js';
 import type { LoadDType } from '../io/weights.js';
 import { loadForInference, useBackend } from './common.js';
@@ -21,6 +22,7 @@ export interface GenerateCliOptions {
 export async function runGenerate(o: GenerateCliOptions): Promise<void> {
   const be = await useBackend(o);
   const tok = await loadTokenizer(o.model);
+  checkTokenizerFitsModel(tok, readConfig(o.model), o.model);
   const model = loadForInference(o.model, be, o.dtype);
   const prompt = tok.encodePrompt(o.prompt);
   const stream = tok.decodeStream();

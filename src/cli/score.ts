@@ -2,6 +2,7 @@
 import type { BackendName } from '../backend/backend.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import type { LoadDType } from '../io/weights.js';
+import { checkTokenizerFitsModel, readConfig } from '../io/hf.js';
 import { loadTokenizer } from '../io/tokenizer/index.js';
 import { logSoftmax } from '../infer/sample.js';
 import * as T from '../tensor/index.js';
@@ -10,6 +11,7 @@ import { loadForInference, useBackend } from './common.js';
 export async function runScore(o: { model: string; text: string; logits?: string; dtype?: LoadDType; backend?: BackendName; threads?: number }): Promise<void> {
   const be = await useBackend(o);
   const tok = await loadTokenizer(o.model);
+  checkTokenizerFitsModel(tok, readConfig(o.model), o.model);
   const model = loadForInference(o.model, be, o.dtype);
   const V = model.config.vocabSize;
   const ids = tok.encodePrompt(o.text);

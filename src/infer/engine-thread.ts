@@ -4,7 +4,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { createBackend } from '../backend/index.js';
-import { loadModelWithReport } from '../io/hf.js';
+import { checkTokenizerFitsModel, loadModelWithReport, readConfig } from '../io/hf.js';
 import { loadTokenizer } from '../io/tokenizer/index.js';
 import { stopTokenIds } from '../model/config.js';
 import { setBackend } from '../tensor/index.js';
@@ -21,6 +21,7 @@ async function main(): Promise<void> {
   const be = await createBackend({ name: o.backend, threads: o.threads });
   setBackend(be);
   const tokenizer = await loadTokenizer(o.model);
+  checkTokenizerFitsModel(tokenizer, readConfig(o.model), o.model);
   const { model, report } = loadModelWithReport(o.model, be, { dtype: o.dtype ?? 'auto' });
   const engine = new Engine(model, tokenizer, o);
   const gib = (b: number) => (b / 2 ** 30).toFixed(2);

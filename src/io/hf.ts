@@ -15,6 +15,8 @@ import { writeFileAtomic, writeFully } from './atomic.js';
 import type { StorageDType } from './dtypes.js';
 import { type TensorToWrite, storedBytes } from './safetensors.js';
 import { expertTensorNames } from './layout.js';
+import { TokenizerError } from './tokenizer/errors.js';
+import type { Tokenizer } from './tokenizer/tokenizer.js';
 import { INDEX_FILE, openCheckpoint, SINGLE_FILE, writeSharded } from './sharded.js';
 import { type LoadOptions, type LoadReport, loadParams } from './weights.js';
 
@@ -108,4 +110,15 @@ export function describeCheckpoint(dir: string): { files: string[]; tensors: num
   } finally {
     reader.close();
   }
+}
+
+/**
+ * Refuse a tokenizer whose ids reach past the model's embedding: an id >= vocab_size would read
+ * another row (or fail deep in a kernel). A tokenizer smaller than the model's vocabulary (a
+ * padded embedding, as Qwen's) is fine.
+ */
+export function checkTokenizerFitsModel(tok: Tokenizer, cfg: ModelConfig, dir = '.'): void {
+  if (tok.vocabSize <= cfg.vocabSize) return;
+  const id = tok.vocabSize - 1;
+  throw new TokenizerError(`token id ${id} (${JSON.stringify(tok.idToToken(id))}) is outside the model's vocab_size ${cfg.vocabSize} (${join(dir, 'config.json')}): the tokenizer does not belong to this model`, tok.file ?? join(dir, 'tokenizer.json'));
 }

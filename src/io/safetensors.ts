@@ -74,7 +74,13 @@ const CHUNK_BYTES = 8 * 1024 * 1024;
 const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 function describe(v: unknown): string {
-  const s = JSON.stringify(v);
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(v);
+  } catch {
+    // Nested too deeply to print (a hostile header): say what it is, not a RangeError.
+    return Array.isArray(v) ? 'a deeply nested array' : 'a deeply nested object';
+  }
   if (s === undefined) return String(v);
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }

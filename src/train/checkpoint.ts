@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } 
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { fsyncDir } from '../io/atomic.js';
-import { loadModel, saveModel, writeJsonAtomic } from '../io/hf.js';
+import { checkTokenizerFitsModel, loadModel, saveModel, writeJsonAtomic } from '../io/hf.js';
 import { openSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { type Tokenizer, loadTokenizer, saveTokenizer } from '../io/tokenizer/index.js';
 import type { SkyworkMoE } from '../model/skywork-moe.js';
@@ -114,6 +114,7 @@ export async function loadCheckpoint(runDir: string, backend: Backend): Promise<
   let tokenizer: Tokenizer;
   try {
     tokenizer = await loadTokenizer(dir);
+    checkTokenizerFitsModel(tokenizer, model.config, dir);
   } catch (e) {
     model.dispose();
     throw e;
@@ -137,8 +138,10 @@ export function loadOptimizer(dir: string, opt: AdamW): void {
         t.assign(f.readF32(name));
       }
     }
-    opt.step = Number(f.metadata?.adam_step ?? NaN);
-    if (!Number.isInteger(opt.step)) throw new CheckpointError(`${path}: metadata 'adam_step' missing or not an integer`);
+    // Decimal digits only: Number() would take "" as 0 and "0x10" as 16.
+    const step = f.metadata?.adam_step;
+    if (typeof step !== 'string' || !/^(0|[1-9][0-9]{0,15})$/.test(step)) throw new CheckpointError(`${path}: metadata 'adam_step' missing or not a non-negative integer (got ${JSON.stringify(step)})`);
+    opt.step = Number(step);
     let lagging: Record<string, unknown> = {};
     try {
       lagging = JSON.parse(f.metadata?.adam_param_steps ?? '{}');

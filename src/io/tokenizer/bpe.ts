@@ -142,7 +142,9 @@ export class BpeModel {
       byte_fallback: this.byteFallback,
       ...(this.ignoreMerges ? { ignore_merges: true } : {}),
       vocab,
-      merges: this.merges.map(([a, b]) => `${a} ${b}`),
+      // "left right" strings where that reads back the same; the pair form (tokenizers >= 0.20)
+      // when a part holds a space, which the string form cannot carry.
+      merges: this.merges.some(([a, b]) => a.includes(' ') || b.includes(' ')) ? this.merges.map(([a, b]) => [a, b]) : this.merges.map(([a, b]) => `${a} ${b}`),
     };
   }
 

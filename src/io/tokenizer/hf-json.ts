@@ -6,8 +6,9 @@
  * component outside that set (WordPiece, truncation/padding, ...) is a TokenizerError naming the
  * file and field.
  */
-import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { writeFileAtomic, writeFully } from '../atomic.js';
 import { BpeModel } from './bpe.js';
 import { parseDecoder } from './decoders.js';
 import { TokenizerError } from './errors.js';
@@ -126,7 +127,7 @@ function parseModel(model: unknown, byteLevel: boolean, file: string, fail: Fail
     return fail(`expected "left right" or ["left", "right"], got ${JSON.stringify(m)}`, `model.merges[${i}]`);
   });
   // Validate the ids before the model indexes by them (duplicates are named by Tokenizer).
-  for (const [token, id] of vocab) if (!Number.isInteger(id) || id < 0) fail(`token ${JSON.stringify(token)} has invalid id ${id}`, 'model.vocab');
+  for (const [token, id] of vocab) if (!isTokenId(id)) fail(`token ${JSON.stringify(token)} has invalid id ${id} (ids are integers in [0, 2^31))`, 'model.vocab');
   return new BpeModel({
     vocab,
     merges,
@@ -199,6 +200,11 @@ function parsePostProcessor(p: unknown, field: string, fail: Fail): Template {
   return out;
 }
 
+/** Token ids are array indices everywhere (and i32 in the model): integers in [0, 2^31). */
+function isTokenId(id: unknown): id is number {
+  return typeof id === 'number' && Number.isInteger(id) && id >= 0 && id < 2 ** 31;
+}
+
 function parseAddedTokens(list: unknown, fail: Fail): AddedToken[] {
   if (list === null || list === undefined) return [];
   if (!Array.isArray(list)) return fail('expected an array', 'added_tokens');
@@ -206,6 +212,7 @@ function parseAddedTokens(list: unknown, fail: Fail): AddedToken[] {
     const at = `added_tokens[${i}]`;
     if (!isObject(t)) return fail('expected an object', at);
     if (typeof t.id !== 'number') fail('missing numeric id', `${at}.id`);
+    if (!isTokenId(t.id)) fail(`invalid id ${t.id} (ids are integers in [0, 2^31))`, `${at}.id`);
     if (typeof t.content !== 'string') fail('missing string content', `${at}.content`);
     const flag = (key: string): boolean | undefined => {
       const v = t[key];
@@ -360,15 +367,10 @@ export async function saveTokenizer(dir: string, tok: Tokenizer, options: SaveTo
   await writeAtomic(join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfigJson(tok, options), null, 2) + '\n');
 }
 
+/** Written, fsynced and renamed over `path`, then the directory fsynced, as the rest of a checkpoint. */
 async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
-  try {
-    await writeFile(tmp, text);
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => {});
-    throw e;
-  }
+  const bytes = new TextEncoder().encode(text);
+  writeFileAtomic(path, (fd) => writeFully(fd, bytes));
 }
 
 /**
