@@ -254,7 +254,11 @@ export interface ShardedWriteResult {
   removed: string[];
 }
 
-/** Files the directory's current checkpoint uses, best effort (a corrupt index just yields fewer). */
+/**
+ * The previous checkpoint's files that a new save replaces: only names this writer makes
+ * (model.safetensors, the index, model-NNNNN-of-NNNNN.safetensors). Files an old index names
+ * otherwise (a user's keep.safetensors) are never deleted; the new index simply stops naming them.
+ */
 function previousFiles(dir: string): Set<string> {
   const files = new Set<string>();
   let entries: string[] = [];
@@ -264,13 +268,6 @@ function previousFiles(dir: string): Set<string> {
     return files;
   }
   for (const e of entries) if (e === SINGLE_FILE || e === INDEX_FILE || SHARD_NAME.test(e)) files.add(e);
-  if (files.has(INDEX_FILE)) {
-    try {
-      for (const f of readIndex(join(dir, INDEX_FILE)).weightMap.values()) if (f.endsWith('.safetensors')) files.add(f);
-    } catch {
-      // An unreadable index is replaced anyway; its shards are found by name above.
-    }
-  }
   return files;
 }
 

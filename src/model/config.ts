@@ -404,6 +404,23 @@ function checkQuantization(qc: unknown, file?: string): void {
 }
 
 /** Checks that tie fields together (also run on presets and programmatic configs): can this model be computed? */
+/** The RoPE cos/sin tables are built for every position at load: at most this many bytes. */
+const MAX_ROPE_TABLE_BYTES = 2 ** 30;
+
+/** [HF field, value, largest accepted] for the sizes of a config. */
+const SIZE_LIMITS = (c: ModelConfig): [string, number, number][] => [
+  ['vocab_size', c.vocabSize, 2 ** 31 - 1],
+  ['hidden_size', c.hiddenSize, 2 ** 20],
+  ['intermediate_size', c.intermediateSize, 2 ** 22],
+  ['moe_intermediate_size', c.moeIntermediateSize, 2 ** 22],
+  ['num_hidden_layers', c.numLayers, 10_000],
+  ['num_attention_heads', c.numHeads, 2 ** 16],
+  ['num_key_value_heads', c.numKvHeads, 2 ** 16],
+  ['head_dim', c.headDim, 2 ** 16],
+  [c.layout === 'qwen3_moe' || c.layout === 'olmoe' ? 'num_experts' : 'num_local_experts', c.numExperts, 2 ** 16],
+  ['max_position_embeddings', c.maxPositions, 2 ** 24],
+];
+
 export function validateConfig(c: ModelConfig, file?: string): void {
   const bad = (field: string, msg: string) => {
     throw new ConfigError(`field '${field}': ${msg}`, file);
@@ -411,6 +428,13 @@ export function validateConfig(c: ModelConfig, file?: string): void {
   for (const [k, v] of Object.entries(c)) {
     if (typeof v === 'number' && !Number.isFinite(v)) bad(k, `expected a finite number, got ${v}`);
   }
+  // Upper bounds far above any published model, checked before anything is allocated: a typo
+  // (hidden_size 1e9) is named here, not minutes later as a heap that cannot grow to 1.9 TiB.
+  for (const [field, v, max] of SIZE_LIMITS(c)) {
+    if (v > max) bad(field, `${v} is larger than any model (at most ${max})`);
+  }
+  const ropeBytes = c.maxPositions * (c.headDim / 2) * 2 * 4;
+  if (ropeBytes > MAX_ROPE_TABLE_BYTES) bad('max_position_embeddings', `${c.maxPositions} positions need ${(ropeBytes / 2 ** 30).toFixed(1)} GiB of RoPE tables at head dim ${c.headDim} (skymoe builds them whole; at most ${(MAX_ROPE_TABLE_BYTES / 2 ** 30).toFixed(0)} GiB)`);
   const info = LAYOUTS[c.layout];
   if (!info) bad('layout', `expected one of ${LAYOUT_NAMES.join(', ')}, got ${JSON.stringify(c.layout)}`);
   if (!info.moe && c.numExperts !== 0) bad('layout', `a ${c.layout}-layout model is dense (numExperts 0)`);
