@@ -13,7 +13,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
-import { fsyncDir } from '../io/atomic.js';
+import { fsyncDir, processAlive } from '../io/atomic.js';
 import { checkTokenizerFitsModel, loadModel, saveModel, writeJsonAtomic } from '../io/hf.js';
 import { openSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { type Tokenizer, loadTokenizer, saveTokenizer } from '../io/tokenizer/index.js';
@@ -52,18 +52,26 @@ export async function saveCheckpoint(runDir: string, model: SkyworkMoE, tok: Tok
   mkdirSync(root, { recursive: true });
   const name = stepDirName(state.step);
   const tmp = join(root, `${name}.tmp-${process.pid}`);
+  removeDeadTemps(root);
   rmSync(tmp, { recursive: true, force: true });
-  saveModel(model, tmp, { maxShardBytes: Number.MAX_SAFE_INTEGER });
-  await saveTokenizer(tmp, tok, { modelMaxLength: model.config.maxPositions });
-  const moments = [...opt.m.entries()].flatMap(([n, m]) => [
-    { name: `m.${n}`, dtype: 'F32' as const, shape: [...m.shape], data: () => m.toFloat32() },
-    { name: `v.${n}`, dtype: 'F32' as const, shape: [...m.shape], data: () => opt.v.get(n)!.toFloat32() },
-  ]);
-  // Per-parameter update counts, written only where they differ from the step count (a parameter
-  // that once had no gradient).
-  const lagging = Object.fromEntries([...opt.steps].filter(([, n]) => n !== opt.step));
-  writeSafetensors(join(tmp, 'optimizer.safetensors'), moments, { adam_step: String(opt.step), adam_param_steps: JSON.stringify(lagging) });
-  writeJsonAtomic(join(tmp, 'state.json'), state);
+  try {
+    saveModel(model, tmp, { maxShardBytes: Number.MAX_SAFE_INTEGER });
+    await saveTokenizer(tmp, tok, { modelMaxLength: model.config.maxPositions });
+    const moments = [...opt.m.entries()].flatMap(([n, m]) => [
+      { name: `m.${n}`, dtype: 'F32' as const, shape: [...m.shape], data: () => m.toFloat32() },
+      { name: `v.${n}`, dtype: 'F32' as const, shape: [...m.shape], data: () => opt.v.get(n)!.toFloat32() },
+    ]);
+    // Per-parameter update counts, written only where they differ from the step count (a parameter
+    // that once had no gradient).
+    const lagging = Object.fromEntries([...opt.steps].filter(([, n]) => n !== opt.step));
+    writeSafetensors(join(tmp, 'optimizer.safetensors'), moments, { adam_step: String(opt.step), adam_param_steps: JSON.stringify(lagging) });
+    writeJsonAtomic(join(tmp, 'state.json'), state);
+  } catch (e) {
+    // A failed save (disk full, say) leaves nothing behind: the last good checkpoint stays the
+    // latest, and repeated failures do not pile up full-size copies.
+    rmSync(tmp, { recursive: true, force: true });
+    throw new CheckpointError(`saving step ${state.step} to ${tmp} failed, the checkpoint of latest.json is untouched: ${(e as Error).message}`);
+  }
   const final = join(root, name);
   rmSync(final, { recursive: true, force: true });
   renameSync(tmp, final);
@@ -71,6 +79,14 @@ export async function saveCheckpoint(runDir: string, model: SkyworkMoE, tok: Tok
   writeJsonAtomic(join(root, 'latest.json'), { step: state.step, dir: name });
   prune(root, keep, name);
   return final;
+}
+
+/** Temp directories of saves whose process died (kill -9 mid-save): theirs to remove, not a live writer's. */
+function removeDeadTemps(root: string): void {
+  for (const d of readdirSync(root)) {
+    const m = /^step-\d{6,}\.tmp-(\d+)$/.exec(d);
+    if (m && Number(m[1]) !== process.pid && !processAlive(Number(m[1]))) rmSync(join(root, d), { recursive: true, force: true });
+  }
 }
 
 function prune(root: string, keep: number, current: string): void {
