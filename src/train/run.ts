@@ -2,7 +2,8 @@
  * A training run on disk: RUN/run.json (the options and where the model and data came from),
  * RUN/metrics.jsonl, RUN/checkpoints/. `startRun` begins one, `resumeRun` continues one.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { processAlive } from '../io/atomic.js';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { loadModel, writeJsonAtomic } from '../io/hf.js';
@@ -76,9 +77,44 @@ async function prepareData(src: RunSource, tok: Tokenizer, o: TrainOptions) {
   return { corpus, t, data };
 }
 
+/**
+ * Take the run directory for this process: RUN/.lock holds the owner's pid, created exclusively.
+ * Another live process's lock is an error naming it (two trainers in one directory would delete
+ * each other's temp files); a dead process's lock (killed) is taken over. Released at exit.
+ */
+export function lockRun(runDir: string): void {
+  mkdirSync(runDir, { recursive: true });
+  const path = join(runDir, '.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(path, `${process.pid}\n`, { flag: 'wx' });
+      process.once('exit', () => {
+        try {
+          if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path);
+        } catch {
+          // Already gone.
+        }
+      });
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const owner = Number(readFileSync(path, 'utf8').trim());
+    if (owner === process.pid) return;
+    if (Number.isInteger(owner) && owner > 0 && processAlive(owner)) throw new Error(`${runDir} is in use by process ${owner} (another skymoe train); wait for it or remove ${path} if that process is not skymoe`);
+    unlinkSync(path); // its owner died: take it over
+  }
+  throw new Error(`${path}: could not be created`);
+}
+
 /** Start a new run in runDir. */
 export async function startRun(runDir: string, src: RunSource, o: TrainOptions, backend: Backend, hooks: TrainerHooks = {}): Promise<RunHandle> {
   if (existsSync(join(runDir, 'checkpoints', 'latest.json'))) throw new Error(`${runDir} already holds a run with checkpoints: use --resume ${runDir}, or another --out`);
+  lockRun(runDir);
+  // A run killed before its first checkpoint left metrics that a new run must not append to;
+  // they are kept aside, not deleted.
+  const metrics = join(runDir, 'metrics.jsonl');
+  if (existsSync(metrics)) renameSync(metrics, join(runDir, `metrics.jsonl.before-${new Date().toISOString().replace(/[:.]/g, '-')}`));
   let model: SkyworkMoE;
   let tok: Tokenizer;
   if (src.modelDir) {
@@ -119,6 +155,7 @@ export async function resumeRun(runDir: string, backend: Backend, overrides: Tra
     throw new Error(`${runPath}: not valid JSON (${(e as Error).message})`);
   }
   const o = applyOverrides(run.options, overrides);
+  lockRun(runDir);
   const ck = await loadCheckpoint(runDir, backend);
   const { corpus, t, data } = await prepareData(run.source, ck.tokenizer, o);
   const trainer = new Trainer(ck.model, ck.tokenizer, data, o, runDir, hooks);

@@ -5,7 +5,8 @@
  * router monitoring with warnings, metrics JSONL and resumable checkpoints.
  */
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { writeFileAtomic, writeFully } from '../io/atomic.js';
 import { join } from 'node:path';
 import type { Tokenizer } from '../io/tokenizer/index.js';
 import type { DropPolicy, RouterStats } from '../model/moe.js';
@@ -145,7 +146,9 @@ export class Trainer {
           return false;
         }
       });
-      writeFileSync(this.metricsPath, kept.map((l) => `${l}\n`).join(''));
+      // Replaced atomically: a kill here keeps the old file whole (the history is not lost).
+      const text = new TextEncoder().encode(kept.map((l) => `${l}\n`).join(''));
+      writeFileAtomic(this.metricsPath, (fd) => writeFully(fd, text));
     }
   }
 
