@@ -199,6 +199,12 @@ export class ShardedReader implements TensorReader {
       r.close();
       throw new SafetensorsError(path, `shard belongs to save ${got} but ${this.indexPath} is save ${want} (an interrupted save overwrote it?)`);
     }
+    if (want === undefined && got !== undefined && this.indexPath !== undefined) {
+      // The index was written by another tool (Hugging Face writes no save id) and this shard by a
+      // skymoe save that never reached its index: old and new shards would mix.
+      r.close();
+      throw new SafetensorsError(path, `shard belongs to skymoe save ${got} but ${this.indexPath} has no save id (a save over this checkpoint was interrupted before writing its index; re-save or restore the checkpoint)`);
+    }
     this.shards.set(file, r);
     return r;
   }
