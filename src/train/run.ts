@@ -4,11 +4,11 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { processAlive } from '../io/atomic.js';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { loadModel, writeJsonAtomic } from '../io/hf.js';
 import { type Tokenizer, loadTokenizer, trainBpe } from '../io/tokenizer/index.js';
-import type { ModelConfig } from '../model/config.js';
+import { configToHF, type ModelConfig } from '../model/config.js';
 import { preset } from '../model/presets.js';
 import { SkyworkMoE } from '../model/skywork-moe.js';
 import { type ControllerOptions, DEFAULT_CONTROLLER } from './aux-controller.js';
@@ -128,9 +128,11 @@ export async function startRun(runDir: string, src: RunSource, o: TrainOptions, 
     model = SkyworkMoE.create(cfg, { seed: src.modelSeed, backend });
   }
   if (tok.vocabSize > model.config.vocabSize) throw new Error(`the tokenizer has ${tok.vocabSize} tokens but the model only ${model.config.vocabSize}`);
-  const { corpus, t, data } = await prepareData(src, tok, o);
+  // Paths recorded absolute, so that --resume works from any directory.
+  const source: RunSource = { ...src, corpus: src.corpus.map((p) => resolve(p)), ...(src.modelDir ? { modelDir: resolve(src.modelDir) } : {}) };
+  const { corpus, t, data } = await prepareData(source, tok, o);
   mkdirSync(runDir, { recursive: true });
-  writeJsonAtomic(join(runDir, 'run.json'), { version: 1, source: src, options: o, backend: backend.describe(), createdAt: new Date().toISOString() });
+  writeJsonAtomic(join(runDir, 'run.json'), { version: 1, source, options: o, backend: backend.describe(), createdAt: new Date().toISOString(), corpusHash: corpus.hash, config: configToHF(model.config) });
   const trainer = new Trainer(model, tok, data, o, runDir, hooks);
   return { trainer, info: { corpus: corpus.name, corpusBytes: corpus.bytes, tokens: t.tokens.length, cached: t.cached } };
 }
@@ -144,11 +146,26 @@ export function applyOverrides(base: TrainOptions, ov: TrainOverrides): TrainOpt
   return { ...base, ...rest, controller: { ...base.controller, ...controller } };
 }
 
+/**
+ * The checkpoint's config against the one the run started with: a field that changes the
+ * computation (rope_theta, num_experts_per_tok, moe_use_logits_norm, ...) edited in between is
+ * refused, naming it.
+ */
+function checkSameModel(runPath: string, started: Record<string, unknown> | undefined, now: ModelConfig, ckDir: string): void {
+  if (started === undefined) return; // a run from before configs were recorded
+  const cur = configToHF(now);
+  const changed = [...new Set([...Object.keys(started), ...Object.keys(cur)])].filter((k) => JSON.stringify(started[k]) !== JSON.stringify(cur[k]));
+  if (changed.length > 0) {
+    const what = changed.map((k) => `${k} ${JSON.stringify(started[k])} -> ${JSON.stringify(cur[k])}`).join(', ');
+    throw new Error(`${join(ckDir, 'config.json')}: differs from the config the run started with (${runPath}): ${what}; resuming would train another model`);
+  }
+}
+
 /** Continue the run in runDir from its latest checkpoint; `overrides` may extend steps etc. */
 export async function resumeRun(runDir: string, backend: Backend, overrides: TrainOverrides = {}, hooks: TrainerHooks = {}): Promise<RunHandle> {
   const runPath = join(runDir, 'run.json');
   if (!existsSync(runPath)) throw new Error(`${runPath}: not found (is ${runDir} a training run?)`);
-  let run: { source: RunSource; options: TrainOptions };
+  let run: { source: RunSource; options: TrainOptions; corpusHash?: string; config?: Record<string, unknown> };
   try {
     run = JSON.parse(readFileSync(runPath, 'utf8'));
   } catch (e) {
@@ -157,7 +174,18 @@ export async function resumeRun(runDir: string, backend: Backend, overrides: Tra
   const o = applyOverrides(run.options, overrides);
   lockRun(runDir);
   const ck = await loadCheckpoint(runDir, backend);
-  const { corpus, t, data } = await prepareData(run.source, ck.tokenizer, o);
+  let prepared: Awaited<ReturnType<typeof prepareData>>;
+  try {
+    checkSameModel(runPath, run.config, ck.model.config, ck.dir);
+    prepared = await prepareData(run.source, ck.tokenizer, o);
+    if (run.corpusHash !== undefined && prepared.corpus.hash !== run.corpusHash) {
+      throw new Error(`${runPath}: the corpus (${prepared.corpus.name}) changed since the run started (sha256 ${run.corpusHash.slice(0, 12)}..., now ${prepared.corpus.hash.slice(0, 12)}...): resuming would not continue the same run; start a new one (--out) on the new data`);
+    }
+  } catch (e) {
+    ck.model.dispose();
+    throw e;
+  }
+  const { corpus, t, data } = prepared;
   const trainer = new Trainer(ck.model, ck.tokenizer, data, o, runDir, hooks);
   try {
     loadOptimizer(ck.dir, trainer.opt);

@@ -50,3 +50,34 @@ test('a new run next to the metrics of a run killed before its first checkpoint 
   assert.equal(readFileSync(join(dir, aside[0]!), 'utf8'), '{"step": 999, "loss": 1}\n', 'the old metrics are kept');
   assert.ok(!existsSync(join(dir, '.lock')), 'the lock is released at exit');
 });
+
+test('resume is tied to its data and model: from another directory it finds its corpus; an edited corpus or config is refused, named', () => {
+  const base = join(work, 'tied');
+  mkdirSync(join(base, 'data'), { recursive: true });
+  const text = 'Call me Ishmael. Some years ago - never mind how long precisely - having little or no money in my purse. '.repeat(40);
+  writeFileSync(join(base, 'data', 'book.txt'), text);
+  const env = { ...process.env, SKYMOE_BACKEND: 'wasm', SKYMOE_THREADS: '1', SKYMOE_CACHE: join(work, 'cache') };
+  const train = (cwd: string, ...args: string[]) => spawnSync(process.execPath, [main, 'train', ...args], { cwd, encoding: 'utf8', env });
+  // Started with a relative corpus path from base/.
+  let r = train(base, '--out', 'run', '--corpus', 'data/book.txt', '--steps', '2', '--batch', '2', '--seq', '16', '--eval-every', '0', '--warmup', '1');
+  assert.equal(r.status, 0, r.stderr);
+  const run = join(base, 'run');
+  // Resumed from elsewhere: the recorded path is absolute.
+  r = train(work, '--resume', run, '--steps', '3');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /done at step 3/);
+  // The corpus edited in between: refused.
+  writeFileSync(join(base, 'data', 'book.txt'), text + 'And a new chapter.');
+  r = train(work, '--resume', run, '--steps', '4');
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /run\.json: the corpus .* changed since the run started/);
+  writeFileSync(join(base, 'data', 'book.txt'), text);
+  // The checkpoint's config edited: refused, naming the field.
+  const latest = JSON.parse(readFileSync(join(run, 'checkpoints', 'latest.json'), 'utf8'));
+  const cfgPath = join(run, 'checkpoints', latest.dir, 'config.json');
+  const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
+  writeFileSync(cfgPath, JSON.stringify({ ...cfg, rope_theta: cfg.rope_theta * 2 }));
+  r = train(work, '--resume', run, '--steps', '4');
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /config\.json: differs from the config the run started with .*rope_theta \d+ -> \d+/);
+});
