@@ -21,9 +21,8 @@ import { createNativeBackend, nativeInfo } from '../src/backend/native/index.js'
 import { exportGguf } from '../src/export/gguf.js';
 import { loadModel } from '../src/io/hf.js';
 import type { SkyworkMoE } from '../src/model/skywork-moe.js';
-import { quantizeCheckpoint } from '../src/quant/quantize.js';
 import * as T from '../src/tensor/index.js';
-import { makeCheckpoint } from './make-checkpoint.js';
+import { ensureBenchModels } from './make-checkpoint.js';
 import { llamaGreedy, loadLlamaPeer } from './peers/llama.js';
 import { median } from './timing.js';
 
@@ -45,16 +44,7 @@ const f1 = (x: number) => x.toFixed(1);
 /** The checkpoints and GGUF files, made once. */
 async function prepare(): Promise<void> {
   const f32 = join(DIR, 'f32');
-  if (!existsSync(join(f32, 'config.json'))) {
-    log(`bench:decode: writing the bench model to ${f32} (once)`);
-    await makeCheckpoint({ preset: 'bench', layout: 'mixtral', dtype: 'f32', out: f32, seed: 7 }, log);
-  }
-  for (const to of ['bf16', 'fp8'] as const) {
-    if (!existsSync(join(DIR, to, 'config.json'))) {
-      log(`bench:decode: quantize --to ${to}`);
-      quantizeCheckpoint(f32, join(DIR, to), { to });
-    }
-  }
+  await ensureBenchModels(DIR, ['bf16', 'fp8'], (m) => log(`bench:decode: ${m}`));
   if (!PEER) return;
   for (const type of ['f32', 'f16', 'bf16', 'q8_0'] as const) {
     const file = join(DIR, `bench-${type}.gguf`);

@@ -20,6 +20,7 @@ import { writeSharded } from '../src/io/sharded.js';
 import { saveTokenizer, trainBpe } from '../src/io/tokenizer/index.js';
 import { defaultCorpus } from '../src/train/corpus.js';
 import { bf16Bytes } from '../src/quant/fp8.js';
+import { quantizeCheckpoint } from '../src/quant/quantize.js';
 
 export interface MakeCheckpointOptions {
   preset: string;
@@ -127,4 +128,22 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/.*\/dis
     { preset: arg('preset') ?? 'bench', out, dtype: (arg('dtype') as 'f32' | 'bf16') ?? 'bf16', layers: num('layers'), experts: num('experts'), hidden: num('hidden'), ffn: num('ffn'), layout: arg('layout') as 'skywork' | 'mixtral' | undefined },
     (m) => console.error(m),
   );
+}
+
+/**
+ * The benchmark model in DIR/f32 (written once with random weights) and its bf16/FP8 conversions
+ * in DIR/<dtype> (quantize), each made only when missing: shared by bench:decode and bench:serve.
+ */
+export async function ensureBenchModels(dir: string, dtypes: readonly string[], log: (m: string) => void): Promise<void> {
+  const f32 = join(dir, 'f32');
+  if (!existsSync(join(f32, 'config.json'))) {
+    log(`writing the bench model to ${f32} (once)`);
+    await makeCheckpoint({ preset: 'bench', layout: 'mixtral', dtype: 'f32', out: f32, seed: 7 }, log);
+  }
+  for (const to of dtypes) {
+    if (to !== 'f32' && !existsSync(join(dir, to, 'config.json'))) {
+      log(`quantize --to ${to}`);
+      quantizeCheckpoint(f32, join(dir, to), { to: to as 'bf16' | 'fp8' });
+    }
+  }
 }

@@ -20,7 +20,6 @@
  * Run: npm run bench:serve [-- --dtypes bf16,fp8] [--streams 1,8,32,64] [--requests-per-stream 3] [--prompts 16,32,64] [--answers 64,128,192]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,8 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { createNativeBackend, nativeInfo } from '../src/backend/native/index.js';
 import { countParams } from '../src/model/params.js';
 import { preset } from '../src/model/presets.js';
-import { quantizeCheckpoint } from '../src/quant/quantize.js';
-import { makeCheckpoint } from './make-checkpoint.js';
+import { ensureBenchModels } from './make-checkpoint.js';
 
 const arg = (name: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -45,20 +43,6 @@ const ANSWERS = (arg('answers') ?? '64,128,192').split(',').map(Number);
 const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
-
-async function prepare(): Promise<void> {
-  const f32 = join(DIR, 'f32');
-  if (!existsSync(join(f32, 'config.json'))) {
-    log(`bench:serve: writing the bench model to ${f32} (once)`);
-    await makeCheckpoint({ preset: 'bench', layout: 'mixtral', dtype: 'f32', out: f32, seed: 7 }, log);
-  }
-  for (const to of DTYPES) {
-    if (to !== 'f32' && !existsSync(join(DIR, to, 'config.json'))) {
-      log(`bench:serve: quantize --to ${to}`);
-      quantizeCheckpoint(f32, join(DIR, to), { to: to as 'bf16' | 'fp8' });
-    }
-  }
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -171,7 +155,7 @@ async function ceilings(): Promise<{ gflops: number; gbs: number } | null> {
 }
 
 async function main(): Promise<void> {
-  await prepare();
+  await ensureBenchModels(DIR, DTYPES, (m) => log(`bench:serve: ${m}`));
   const active = countParams(preset('bench')).active;
   const meanOf = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const generatedShare = meanOf(ANSWERS) / (meanOf(ANSWERS) + meanOf(PROMPTS));

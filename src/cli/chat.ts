@@ -12,7 +12,7 @@ import { startEngine } from '../infer/engine-worker.js';
 import { DEFAULT_PARAMS, type EngineHandle } from '../infer/types.js';
 import { loadTokenizer, type Tokenizer } from '../io/tokenizer/index.js';
 import type { LoadDType } from '../io/weights.js';
-import { checkChatTemplate, renderChatPrompt } from '../serve/chat-prompt.js';
+import { addEndOfTurnStop, checkChatTemplate, renderChatPrompt } from '../serve/chat-prompt.js';
 import type { ChatRequestMessage } from '../serve/schemas.js';
 
 export interface ChatCliOptions {
@@ -88,11 +88,7 @@ async function answer(engine: EngineHandle, tok: Tokenizer, history: ChatRequest
     return '';
   }
   const params = { ...DEFAULT_PARAMS, temperature: o.temperature, topP: o.topP, seed: o.seed ?? null, maxTokens: Math.min(o.maxTokens, room), stop: [] as string[], stopTokenIds: [...engine.eosTokenIds] };
-  if (prompt.endOfTurn !== undefined) {
-    const end = tok.tokenToId(prompt.endOfTurn);
-    if (end !== undefined && tok.isSpecial(end)) params.stopTokenIds.push(end);
-    else params.stop.push(prompt.endOfTurn);
-  }
+  addEndOfTurnStop(tok, prompt, params);
   const t0 = performance.now();
   let text = '', generated = 0, reason = 'abort';
   for await (const ev of engine.generate({ id, prompt: ids, params }, signal)) {

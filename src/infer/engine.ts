@@ -21,7 +21,7 @@ import type { PagedStep, SkyworkMoE } from '../model/skywork-moe.js';
 import type { Tokenizer } from '../io/tokenizer/index.js';
 import { SequenceSampler } from './sampler.js';
 import { TextOutput } from './text-output.js';
-import type { EngineEvent, EngineStats, FinishReason, GenerationRequest, TokenLogprob } from './types.js';
+import type { EngineEvent, EngineStats, FinishReason, GenerationRequest } from './types.js';
 
 export interface EngineOptions {
   /** Bytes of KV cache (all layers, keys and values) at most. Default 1 GiB; never more than maxNumSeqs sequences at the full context need. */
@@ -194,9 +194,9 @@ export class Engine {
     this.counters.generatedTokens++;
     const text = seq.text.push(id);
     const ev: EngineEvent = { type: 'tokens', requestId: seq.request.req.id, index: seq.index, ids: [id], text };
-    if (logprob) ev.logprobs = [logprob as TokenLogprob];
+    if (logprob) ev.logprobs = [logprob];
     events.push(ev);
-    if (seq.text.stopped !== null && seq.text.stopped !== undefined) this.finish(seq, 'stop', events, seq.text.stopped);
+    if (seq.text.stopped !== null) this.finish(seq, 'stop', events, seq.text.stopped);
     else if (seq.generated >= p.maxTokens || seq.tokens.length >= this.maxContext) this.finish(seq, 'length', events);
   }
 

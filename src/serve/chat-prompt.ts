@@ -77,3 +77,15 @@ export function renderChatPrompt(
   });
   return own ? { text } : { text, endOfTurn: DEFAULT_END_OF_TURN };
 }
+
+/**
+ * Make the default template's end of turn stop generation: as a token id when the vocabulary
+ * has it as a special token, else as a stop string (the model's own templates end turns with its
+ * eos, which stops already). Nothing when the prompt came from the model's own template.
+ */
+export function addEndOfTurnStop(tok: Tokenizer, prompt: ChatPrompt, params: { stop: string[]; stopTokenIds: number[] }): void {
+  if (prompt.endOfTurn === undefined) return;
+  const id = tok.tokenToId(prompt.endOfTurn);
+  if (id !== undefined && tok.isSpecial(id)) params.stopTokenIds.push(id);
+  else params.stop.push(prompt.endOfTurn);
+}

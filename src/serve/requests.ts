@@ -6,7 +6,7 @@
  */
 import { ChatTemplateError, type Tokenizer } from '../io/tokenizer/index.js';
 import { DEFAULT_PARAMS, type SamplingParams } from '../infer/types.js';
-import { renderChatPrompt } from './chat-prompt.js';
+import { addEndOfTurnStop, renderChatPrompt } from './chat-prompt.js';
 import { invalidRequest } from './errors.js';
 import type { ChatRequest, CompletionRequest } from './schemas.js';
 
@@ -144,11 +144,7 @@ export function planChat(r: ChatRequest, m: ModelContext): GenerationPlan {
   const ids = tok.encode(prompt.text, { allowSpecial: true, addSpecialTokens: false });
   if (ids.length === 0) throw invalidRequest('The messages render to an empty prompt', 'messages');
   const params = baseParams(r, tok);
-  if (prompt.endOfTurn !== undefined && !params.ignoreEos) {
-    const id = tok.tokenToId(prompt.endOfTurn);
-    if (id !== undefined && tok.isSpecial(id)) params.stopTokenIds.push(id);
-    else params.stop.push(prompt.endOfTurn);
-  }
+  if (!params.ignoreEos) addEndOfTurnStop(tok, prompt, params);
   const asked = r.max_completion_tokens != null ? { value: r.max_completion_tokens, param: 'max_completion_tokens' } : { value: r.max_tokens, param: 'max_tokens' };
   params.maxTokens = completionBudget(ids.length, m.maxContext, asked, Infinity, 'messages');
   params.logprobs = r.logprobs ?? false;

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileS
 import { processAlive } from '../io/atomic.js';
 import { join, resolve } from 'node:path';
 import type { Backend } from '../backend/backend.js';
-import { loadModel, writeJsonAtomic } from '../io/hf.js';
+import { checkTokenizerFitsModel, loadModel, writeJsonAtomic } from '../io/hf.js';
 import { type Tokenizer, loadTokenizer, trainBpe } from '../io/tokenizer/index.js';
 import { configToHF, type ModelConfig } from '../model/config.js';
 import { preset } from '../model/presets.js';
@@ -127,7 +127,7 @@ export async function startRun(runDir: string, src: RunSource, o: TrainOptions, 
     tok = trainBpe(corpus.documents, { vocabSize: cfg.vocabSize });
     model = SkyworkMoE.create(cfg, { seed: src.modelSeed, backend });
   }
-  if (tok.vocabSize > model.config.vocabSize) throw new Error(`the tokenizer has ${tok.vocabSize} tokens but the model only ${model.config.vocabSize}`);
+  checkTokenizerFitsModel(tok, model.config, src.modelDir ?? runDir);
   // Paths recorded absolute, so that --resume works from any directory.
   const source: RunSource = { ...src, corpus: src.corpus.map((p) => resolve(p)), ...(src.modelDir ? { modelDir: resolve(src.modelDir) } : {}) };
   const { corpus, t, data } = await prepareData(source, tok, o);

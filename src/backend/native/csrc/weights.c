@@ -108,9 +108,10 @@ static void gemm_w_cols(ctx_t *cx, int tid, const float *x, long m, long k, cons
 
 /*
  * Row-invariant y[i, j] for i < m, j in [j0, j1): what stream_rows gives each row alone. Up to
- * STREAM_ROWS rows that is stream_rows itself (decoding in registers for every 4 rows measured
- * faster than decoding to scratch once: 240 vs 68 GFLOP/s for 8 experts of 8 rows, bf16 2816x1024,
- * 2 threads); beyond, each quad of weight rows is decoded once per block of
+ * STREAM_ROWS rows that is stream_rows itself (decoding in registers for every 4 rows was faster
+ * than decoding to scratch once at the few rows per expert of a decode step: the scratch path has
+ * no prefetch and stalls on memory while it decodes); beyond, each quad of weight rows is decoded
+ * once per block of
  * INVARIANT_ROW_BLOCK rows and isa->wdot_dec replays wdot's FMAs from the f32 copy. Scratch:
  * (4 + INVARIANT_ROW_BLOCK) * k floats (see stream_scratch_floats).
  */
