@@ -42,7 +42,7 @@ static inline __m512 ld_f8_avx512(const uint8_t *w) {
  * by 1 gives sign in bit 15 and the 7 magnitude bits at 13..7 (value / 256 as an f16, as
  * f8_to_f16_bits), and an AND clears the copy of the sign in bit 14. Unpacking works within
  * 128-bit lanes, so the 64 floats come out in the order below; the activations are permuted into
- * the same order once per call (f8_xperm) instead of shuffling every weight.
+ * the same order once per call (f8_xperm, isa->xperm) instead of shuffling every weight.
  *   f0: bytes 0-7, 16-23   f1: 32-39, 48-55   f2: 8-15, 24-31   f3: 40-47, 56-63
  */
 static inline void ld_f8x64_avx512(const uint8_t *w, __m512 f[4]) {
@@ -71,6 +71,18 @@ static void f8_xperm_avx512(const float *x, float *out, long k) {
 #define F8_PREFETCH 2048
 #endif
 
+/* The end of a wdot kernel with accumulators a[MM][4] over [0, p): each horizontal sum, then the
+   scalar tail [p, k) (fewer than STEP weights, decoded one by one) in natural order. */
+#define WDOT_FINISH(MM, DTYPE, STEP)                                                                  \
+  float wt[4][STEP];                                                                                  \
+  for (int r = 0; r < 4; r++)                                                                         \
+    for (long q = p; q < k; q++) wt[r][q - p] = ISA(wscalar)(ws[r], DTYPE, q);                        \
+  for (int i = 0; i < MM; i++)                                                                        \
+    for (int r = 0; r < 4; r++) {                                                                     \
+      const float t = _mm512_reduce_add_ps(a[i][r]);                                                  \
+      acc[i * 4 + r] = p < k ? ISA(dot_tail)(t, x + i * ldx + p, wt[r], k - p) : t;                   \
+    }
+
 #define WDOT_F8(NAME, MM)                                                                             \
   static void NAME(const float *x, long ldx, const uint8_t *w, long ldw, int nrows, long k, float *acc) { \
     const uint8_t *ws[4] = {w, w + (nrows > 1 ? ldw : 0), w + (nrows > 2 ? 2 * ldw : 0), w + (nrows > 3 ? 3 * ldw : 0)}; \
@@ -91,20 +103,68 @@ static void f8_xperm_avx512(const float *x, float *out, long k) {
           a[i][r] = _mm512_fmadd_ps(_mm512_loadu_ps(xi + 48), f[3], a[i][r]);                         \
         }                                                                                             \
       }                                                                                               \
-    float wt[4][64];                                                                                  \
-    for (int r = 0; r < 4; r++)                                                                       \
-      for (long q = p; q < k; q++) wt[r][q - p] = ISA(wscalar)(ws[r], WD_F8E4M3, q);                  \
-    for (int i = 0; i < MM; i++)                                                                      \
-      for (int r = 0; r < 4; r++) {                                                                   \
-        const float t = _mm512_reduce_add_ps(a[i][r]);                                                \
-        acc[i * 4 + r] = p < k ? ISA(dot_tail)(t, x + i * ldx + p, wt[r], k - p) : t;                 \
-      }                                                                                               \
+    WDOT_FINISH(MM, WD_F8E4M3, 64)                                                                    \
   }
 WDOT_F8(wdot_f8p_1, 1) WDOT_F8(wdot_f8p_2, 2) WDOT_F8(wdot_f8p_3, 3) WDOT_F8(wdot_f8p_4, 4)
 
-/* A weight row as the wdot kernels read it: FP8's full 64-blocks in ld_f8x64's order (matching the
-   permuted activations), everything else as decoded in natural order. */
-static void wdot_decode_f8p(const uint8_t *w, int dtype, float *out, long k) {
+/*
+ * bf16 rows with one integer uop per 16 weights. A 64-byte load holds 32 bf16 as 16 dwords: the
+ * even elements are the low halves (a left shift by 16 makes them floats), the odd ones the high
+ * halves (an AND clears the low half). Widening 16 bf16 instead (vpmovzxwd + vpslld) costs two
+ * port-0/5 uops, which compete with the FMAs: at 4 x 4 tiles that capped the kernel at 2/3 of the
+ * FMA peak. The activations are permuted once per call into the same order (bf16_xperm): per full
+ * 32-block, the 16 even elements, then the 16 odd ones.
+ */
+static inline __m512 bf16_even(__m512i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); }
+static inline __m512 bf16_odd(__m512i v) {
+  return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xFFFF0000u)));
+}
+
+static void bf16_xperm_avx512(const float *x, float *out, long k) {
+  long p = 0;
+  for (; p + 32 <= k; p += 32)
+    for (int j = 0; j < 16; j++) {
+      out[p + j] = x[p + 2 * j];
+      out[p + 16 + j] = x[p + 2 * j + 1];
+    }
+  for (; p < k; p++) out[p] = x[p];
+}
+
+#define WDOT_BF16EO(NAME, MM)                                                                         \
+  static void NAME(const float *x, long ldx, const uint8_t *w, long ldw, int nrows, long k, float *acc) { \
+    const uint8_t *ws[4] = {w, w + (nrows > 1 ? ldw : 0), w + (nrows > 2 ? 2 * ldw : 0), w + (nrows > 3 ? 3 * ldw : 0)}; \
+    __m512 a[MM][4];                                                                                  \
+    for (int i = 0; i < MM; i++)                                                                      \
+      for (int r = 0; r < 4; r++) a[i][r] = _mm512_setzero_ps();                                      \
+    long p = 0;                                                                                       \
+    for (; p + 32 <= k; p += 32)                                                                      \
+      for (int r = 0; r < 4; r++) {                                                                   \
+        _mm_prefetch((const char *)(ws[r] + 2 * p + WPF_DIST), _MM_HINT_T0);                          \
+        const __m512i v = _mm512_loadu_si512((const void *)(ws[r] + 2 * p));                          \
+        const __m512 e = bf16_even(v), o = bf16_odd(v);                                               \
+        for (int i = 0; i < MM; i++) {                                                                \
+          const float *xi = x + i * ldx + p;                                                          \
+          a[i][r] = _mm512_fmadd_ps(_mm512_loadu_ps(xi), e, a[i][r]);                                 \
+          a[i][r] = _mm512_fmadd_ps(_mm512_loadu_ps(xi + 16), o, a[i][r]);                            \
+        }                                                                                             \
+      }                                                                                               \
+    WDOT_FINISH(MM, WD_BF16, 32)                                                                      \
+  }
+WDOT_BF16EO(wdot_bf16eo_1, 1) WDOT_BF16EO(wdot_bf16eo_2, 2) WDOT_BF16EO(wdot_bf16eo_3, 3) WDOT_BF16EO(wdot_bf16eo_4, 4)
+
+/* A weight row as the wdot kernels read it: FP8's full 64-blocks in ld_f8x64's order and bf16's full
+   32-blocks even-then-odd (matching the permuted activations), everything else in natural order. */
+static void wdot_decode_perm(const uint8_t *w, int dtype, float *out, long k) {
+  if (dtype == WD_BF16) {
+    long p = 0;
+    for (; p + 32 <= k; p += 32) {
+      const __m512i v = _mm512_loadu_si512((const void *)(w + 2 * p));
+      _mm512_storeu_ps(out + p, bf16_even(v));
+      _mm512_storeu_ps(out + p + 16, bf16_odd(v));
+    }
+    for (; p < k; p++) out[p] = ISA(wscalar)(w, WD_BF16, p);
+    return;
+  }
   if (dtype != WD_F8E4M3) {
     ISA(wdot_decode)(w, dtype, out, k);
     return;
@@ -120,7 +180,7 @@ static void wdot_decode_f8p(const uint8_t *w, int dtype, float *out, long k) {
 
 static const wdot_fn wdot_avx512[4][4] = {
     {ISA(wdot_f32_1), ISA(wdot_f32_2), ISA(wdot_f32_3), ISA(wdot_f32_4)},
-    {ISA(wdot_bf16_1), ISA(wdot_bf16_2), ISA(wdot_bf16_3), ISA(wdot_bf16_4)},
+    {wdot_bf16eo_1, wdot_bf16eo_2, wdot_bf16eo_3, wdot_bf16eo_4},
     {ISA(wdot_f16_1), ISA(wdot_f16_2), ISA(wdot_f16_3), ISA(wdot_f16_4)},
     {wdot_f8p_1, wdot_f8p_2, wdot_f8p_3, wdot_f8p_4},
 };
@@ -203,7 +263,8 @@ static const isa_t table = {
     .exp_scale = ISA(exp_scale),
     .row_max = ISA(row_max), .swiglu = ISA(swiglu), .swiglu_bwd = ISA(swiglu_bwd),
     .fma_probe = fma_probe_avx512, .decode_row = ISA(decode_row), .stream_sum = ISA(stream_sum), .wdot = wdot_avx512,
-    .f8_xperm = f8_xperm_avx512, .wdot_decode = wdot_decode_f8p, .wdot_step = {VL, VL, VL, 64},
+    .xperm = {NULL, bf16_xperm_avx512, NULL, f8_xperm_avx512}, .wdot_decode = wdot_decode_perm,
+    .wdot_step = {VL, 32, VL, 64},
     .wdot_dec = {ISA(wdot_dec_1), ISA(wdot_dec_2), ISA(wdot_dec_3), ISA(wdot_dec_4)}, .paged_unit = ISA(paged_unit),
 };
 

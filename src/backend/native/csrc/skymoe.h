@@ -119,9 +119,9 @@ typedef struct isa {
   void (*decode_row)(const uint8_t *w, int dtype, float *out, long k, float mul);
   /* wdot[dtype][m - 1]: dot products of m <= 4 activation rows with 4 weight rows, decoded in registers. */
   const wdot_fn (*wdot)[4];
-  /* When set, wdot[WD_F8E4M3] wants each activation row in this order (k floats; the kernel's
-     decode order of 64-byte blocks, see isa_avx512.c); NULL: natural order. */
-  void (*f8_xperm)(const float *x, float *out, long k);
+  /* When xperm[dtype] is set, wdot[dtype] wants each activation row in this order (k floats: the
+     kernel's decode order of its vector blocks, see isa_avx512.c); NULL: natural order. */
+  void (*xperm[4])(const float *x, float *out, long k);
   /* Row-invariant products (weights.c) replay wdot's FMA sequence from decoded rows: wdot_decode
      writes one weight row as f32 exactly as wdot[dtype] sees it (f8: value / 256; in the vector
      part, in the order wdot reads it), wdot_step[dtype] is the k-step of wdot[dtype]'s vector loop

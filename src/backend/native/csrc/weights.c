@@ -30,14 +30,14 @@ static inline float row_mul(const wref_t *w, long r) {
 
 /*
  * y[i, j] for i < m, j in [j0, j1): stream weight rows j0..j1 once against the m <= STREAM_ROWS rows
- * of x. `xs` is scratch for m * k floats, used when the ISA wants the activations permuted for f8.
+ * of x. `xs` is scratch for m * k floats, used when the ISA wants the activations permuted (isa->xperm).
  */
 static void stream_rows(const isa_t *isa, const float *x, long m, long k, const wref_t *w, long n, long j0, long j1,
                         float *y, float *xs) {
   const long ldw = k * wd_bytes(w->dtype);
   float acc[16];
-  if (w->dtype == WD_F8E4M3 && isa->f8_xperm) {
-    for (long i = 0; i < m; i++) isa->f8_xperm(x + i * k, xs + i * k, k);
+  if (isa->xperm[w->dtype]) {
+    for (long i = 0; i < m; i++) isa->xperm[w->dtype](x + i * k, xs + i * k, k);
     x = xs;
   }
   /* The four rows a wdot call reads at once come from the four quarters of [j0, j1): each quarter
@@ -122,13 +122,13 @@ static void invariant_rows(const isa_t *isa, const float *x, long m, long k, con
     return;
   }
   const long ldw = k * wd_bytes(w->dtype), step = isa->wdot_step[w->dtype], kvec = k / step * step;
-  const int xperm = w->dtype == WD_F8E4M3 && isa->f8_xperm;
+  void (*const xperm)(const float *, float *, long) = isa->xperm[w->dtype];
   float *wd = scratch, *xs = scratch + 4 * k, acc[16];
   for (long i0 = 0; i0 < m; i0 += INVARIANT_ROW_BLOCK) {
     const long mb = m - i0 < INVARIANT_ROW_BLOCK ? m - i0 : INVARIANT_ROW_BLOCK;
     const float *xb = x + i0 * k;
     if (xperm) {
-      for (long i = 0; i < mb; i++) isa->f8_xperm(xb + i * k, xs + i * k, k);
+      for (long i = 0; i < mb; i++) xperm(xb + i * k, xs + i * k, k);
       xb = xs;
     }
     for (long j = j0; j < j1; j += 4) {
