@@ -1,0 +1,261 @@
+/**
+ * Collectives over the fabric's point-to-point channels, with the algorithms the planner's cost
+ * model assumes (parallel/planner/comm.ts): ring reduce-scatter and all-gather ((n-1)/n of the
+ * buffer sent per rank), all-reduce as the two in turn (2(n-1)/n), pairwise all-to-all with uneven
+ * splits, a chain broadcast, and point-to-point send/recv. Every call adds the bytes this rank sent
+ * to its statistics, per collective kind and group, which is what `skymoe plan --measure` sets
+ * beside the planner's prediction.
+ *
+ * Deterministic: the ring fixes the order in which each chunk's partial sums are added, and every
+ * rank ends with the same bits (the all-gather copies the reduced chunks), so a run repeats exactly.
+ * As with NCCL, all ranks of a group must issue the group's collectives in the same order.
+ */
+import { Fabric, type FabricSpec } from './fabric.js';
+
+export type CollectiveKind = 'all-reduce' | 'all-gather' | 'reduce-scatter' | 'all-to-all' | 'broadcast' | 'p2p' | 'barrier' | 'counts';
+
+export interface CommStat {
+  kind: CollectiveKind;
+  group: string;
+  calls: number;
+  /** Bytes this rank sent. */
+  bytes: number;
+}
+
+/** Split n items over p parts as evenly as possible, the extra ones on the first parts. */
+export function evenCounts(n: number, p: number): number[] {
+  const q = Math.floor(n / p), r = n % p;
+  return Array.from({ length: p }, (_, i) => q + (i < r ? 1 : 0));
+}
+
+function offsets(counts: readonly number[]): number[] {
+  const o = [0];
+  for (const c of counts) o.push(o[o.length - 1]! + c);
+  return o;
+}
+
+const bytesOf = (a: Float32Array | Int32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+/** One rank's view of all ranks: groups, point-to-point transfers, statistics. */
+export class Communicator {
+  readonly fabric: Fabric;
+  private readonly stats = new Map<string, CommStat>();
+  private readonly groups = new Map<string, Group>();
+
+  constructor(spec: FabricSpec, readonly rank: number) {
+    this.fabric = new Fabric(spec, rank);
+  }
+
+  get size(): number {
+    return this.fabric.size;
+  }
+
+  /** The group named `name` of these global ranks (in this order); this rank must be one of them. */
+  group(name: string, ranks: readonly number[]): Group {
+    const have = this.groups.get(name);
+    if (have) {
+      if (have.ranks.join() !== ranks.join()) throw new Error(`rank ${this.rank}: group "${name}" already has ranks [${have.ranks}], not [${ranks}]`);
+      return have;
+    }
+    if (new Set(ranks).size !== ranks.length || ranks.some((r) => !Number.isInteger(r) || r < 0 || r >= this.size))
+      throw new Error(`rank ${this.rank}: group "${name}": ranks [${ranks}] must be distinct ranks of [0, ${this.size})`);
+    if (!ranks.includes(this.rank)) throw new Error(`rank ${this.rank}: not a member of group "${name}" [${ranks}]`);
+    const g = new Group(this, name, ranks);
+    this.groups.set(name, g);
+    return g;
+  }
+
+  /** @internal */
+  count(kind: CollectiveKind, group: string, bytes: number): void {
+    const key = `${kind}\u0000${group}`;
+    const s = this.stats.get(key) ?? { kind, group, calls: 0, bytes: 0 };
+    s.calls++;
+    s.bytes += bytes;
+    this.stats.set(key, s);
+  }
+
+  /** Bytes sent by this rank so far, per collective kind and group. */
+  statistics(): CommStat[] {
+    return [...this.stats.values()].map((s) => ({ ...s }));
+  }
+
+  resetStatistics(): void {
+    this.stats.clear();
+  }
+
+  /** Send floats to global rank `to` (pipeline activations and gradients). */
+  send(to: number, data: Float32Array, group = 'p2p'): void {
+    this.fabric.send(to, bytesOf(data));
+    this.count('p2p', group, data.byteLength);
+  }
+
+  /** Receive exactly `out.length` floats from global rank `from`. */
+  recv(from: number, out: Float32Array): void {
+    this.fabric.recv(from, bytesOf(out));
+  }
+}
+
+/** An ordered set of ranks that run collectives together. */
+export class Group {
+  /** This rank's index in the group. */
+  readonly index: number;
+  readonly size: number;
+
+  constructor(private readonly comm: Communicator, readonly name: string, readonly ranks: readonly number[]) {
+    this.index = ranks.indexOf(comm.rank);
+    this.size = ranks.length;
+  }
+
+  private next(): number {
+    return this.ranks[(this.index + 1) % this.size]!;
+  }
+
+  private prev(): number {
+    return this.ranks[(this.index - 1 + this.size) % this.size]!;
+  }
+
+  private at(i: number): number {
+    return this.ranks[((i % this.size) + this.size) % this.size]!;
+  }
+
+  private checkCounts(counts: readonly number[], what: string): void {
+    if (counts.length !== this.size || counts.some((c) => !Number.isInteger(c) || c < 0))
+      throw new Error(`rank ${this.comm.rank}: ${what} on group "${this.name}": counts [${counts}] must be ${this.size} non-negative integers`);
+  }
+
+  /**
+   * Sum of every rank's `data` over its chunk: rank i of the group gets the sum of chunk i
+   * (counts[i] floats; default an even split). Ring: p - 1 steps, each sending one partial chunk.
+   */
+  reduceScatter(data: Float32Array, counts: readonly number[] = evenCounts(data.length, this.size)): Float32Array {
+    this.checkCounts(counts, 'reduce-scatter');
+    const off = offsets(counts), p = this.size;
+    if (off[p] !== data.length) throw new Error(`rank ${this.comm.rank}: reduce-scatter on group "${this.name}": counts sum to ${off[p]}, data has ${data.length}`);
+    const work = data.slice();
+    if (p > 1) this.comm.count('reduce-scatter', this.name, this.reduceRing(work, counts, off));
+    return work.slice(off[this.index]!, off[this.index + 1]!);
+  }
+
+  /** Every rank's chunk, concatenated in group order (rank i contributes counts[i] floats). Ring: p - 1 steps. */
+  allGather(chunk: Float32Array, counts?: readonly number[]): Float32Array {
+    const c = counts ?? new Array<number>(this.size).fill(chunk.length);
+    this.checkCounts(c, 'all-gather');
+    if (c[this.index] !== chunk.length) throw new Error(`rank ${this.comm.rank}: all-gather on group "${this.name}": my chunk has ${chunk.length} floats, counts say ${c[this.index]}`);
+    const off = offsets(c);
+    const out = new Float32Array(off[this.size]!);
+    out.set(chunk, off[this.index]!);
+    if (this.size > 1) this.comm.count('all-gather', this.name, this.gatherRing(out, off));
+    return out;
+  }
+
+  /** In-place sum over the group: ring reduce-scatter, then ring all-gather (2(p-1)/p of the buffer sent per rank). */
+  allReduce(data: Float32Array): Float32Array {
+    if (this.size === 1) return data;
+    const counts = evenCounts(data.length, this.size), off = offsets(counts);
+    const sent = this.reduceRing(data, counts, off) + this.gatherRing(data, off);
+    this.comm.count('all-reduce', this.name, sent);
+    return data;
+  }
+
+  /**
+   * The reduce-scatter ring over `work` in place: at step s this rank sends its partial sum of chunk
+   * (i - 1 - s) and adds the one of chunk (i - 2 - s) it receives, so after p - 1 steps chunk i is
+   * complete. Returns the bytes sent.
+   */
+  private reduceRing(work: Float32Array, counts: readonly number[], off: readonly number[]): number {
+    const p = this.size, me = this.index;
+    const tmp = new Float32Array(Math.max(...counts));
+    let sent = 0;
+    for (let s = 0; s < p - 1; s++) {
+      const out = (((me - 1 - s) % p) + p) % p, inc = (((me - 2 - s) % p) + p) % p;
+      const src = work.subarray(off[out]!, off[out + 1]!), dst = tmp.subarray(0, counts[inc]!);
+      this.comm.fabric.exchange(this.next(), bytesOf(src), this.prev(), bytesOf(dst));
+      sent += src.byteLength;
+      const acc = work.subarray(off[inc]!, off[inc + 1]!);
+      for (let i = 0; i < acc.length; i++) acc[i] = dst[i]! + acc[i]!;
+    }
+    return sent;
+  }
+
+  /** The all-gather ring over `out`, whose own chunk is filled: at step s send chunk (i - s), receive (i - s - 1). Returns the bytes sent. */
+  private gatherRing(out: Float32Array, off: readonly number[]): number {
+    const p = this.size, me = this.index;
+    let sent = 0;
+    for (let s = 0; s < p - 1; s++) {
+      const send = (((me - s) % p) + p) % p, inc = (((me - s - 1) % p) + p) % p;
+      const src = out.subarray(off[send]!, off[send + 1]!), dst = out.subarray(off[inc]!, off[inc + 1]!);
+      this.comm.fabric.exchange(this.next(), bytesOf(src), this.prev(), bytesOf(dst));
+      sent += src.byteLength;
+    }
+    return sent;
+  }
+
+  /**
+   * Rank i sends sendCounts[j] floats (segment j of `data`) to rank j and receives recvCounts[j]
+   * from it; the result is the received segments in group order. Pairwise: at step s rank i sends to
+   * i + s and receives from i - s. recvCounts, when not known, are exchanged first (counted apart, as
+   * "counts").
+   */
+  allToAll(data: Float32Array, sendCounts: readonly number[], recvCounts?: readonly number[]): { data: Float32Array; counts: number[] } {
+    this.checkCounts(sendCounts, 'all-to-all');
+    const so = offsets(sendCounts), p = this.size, me = this.index;
+    if (so[p] !== data.length) throw new Error(`rank ${this.comm.rank}: all-to-all on group "${this.name}": send counts sum to ${so[p]}, data has ${data.length}`);
+    const rc = recvCounts ? [...recvCounts] : this.exchangeCounts(sendCounts);
+    this.checkCounts(rc, 'all-to-all');
+    if (rc[me] !== sendCounts[me]) throw new Error(`rank ${this.comm.rank}: all-to-all on group "${this.name}": receives ${rc[me]} floats from itself but sends ${sendCounts[me]}`);
+    const ro = offsets(rc);
+    const out = new Float32Array(ro[p]!);
+    out.set(data.subarray(so[me]!, so[me + 1]!), ro[me]!);
+    let sent = 0;
+    for (let s = 1; s < p; s++) {
+      const to = (me + s) % p, from = (me - s + p) % p;
+      const src = data.subarray(so[to]!, so[to + 1]!), dst = out.subarray(ro[from]!, ro[from + 1]!);
+      this.comm.fabric.exchange(this.at(to), bytesOf(src), this.at(from), bytesOf(dst));
+      sent += src.byteLength;
+    }
+    if (p > 1) this.comm.count('all-to-all', this.name, sent);
+    return { data: out, counts: rc };
+  }
+
+  /** How many floats each rank will send me, given what I send each rank. */
+  exchangeCounts(sendCounts: readonly number[]): number[] {
+    const p = this.size, me = this.index;
+    const out = new Int32Array(p);
+    out[me] = sendCounts[me]!;
+    const one = new Int32Array(1);
+    for (let s = 1; s < p; s++) {
+      const to = (me + s) % p, from = (me - s + p) % p;
+      const src = Int32Array.of(sendCounts[to]!);
+      this.comm.fabric.exchange(this.at(to), bytesOf(src), this.at(from), bytesOf(one));
+      out[from] = one[0]!;
+    }
+    if (p > 1) this.comm.count('counts', this.name, 4 * (p - 1));
+    return [...out];
+  }
+
+  /** `data` of group rank `root` copied into every rank's `data` (a chain: root -> root+1 -> ...). */
+  broadcast(data: Float32Array, root = 0): Float32Array {
+    const p = this.size;
+    if (p === 1) return data;
+    const pos = (this.index - root + p) % p; // position in the chain
+    const bytes = bytesOf(data);
+    if (pos > 0) this.comm.fabric.recv(this.prev(), bytes);
+    if (pos < p - 1) {
+      this.comm.fabric.send(this.next(), bytes);
+      this.comm.count('broadcast', this.name, data.byteLength);
+    }
+    return data;
+  }
+
+  /** Every rank of the group has arrived (dissemination: log2(p) rounds of one byte). */
+  barrier(): void {
+    const p = this.size;
+    const token = new Uint8Array(1), got = new Uint8Array(1);
+    let sent = 0;
+    for (let k = 1; k < p; k *= 2) {
+      this.comm.fabric.exchange(this.at(this.index + k), token, this.at(this.index - k), got);
+      sent++;
+    }
+    if (p > 1) this.comm.count('barrier', this.name, sent);
+  }
+}
