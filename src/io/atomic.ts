@@ -86,33 +86,75 @@ export function writeFully(fd: number, bytes: Uint8Array): void {
 }
 
 /**
- * Replace `path` atomically with what `body(fd)` writes. If `body` throws, the temp file is
- * removed and `path` is untouched.
- * @example writeFileAtomic('/ckpt/index.json', (fd) => writeFully(fd, new TextEncoder().encode('{}')))
+ * An I/O error with the file it concerns in its message: write and fsync errors name none
+ * ("ENOSPC: no space left on device, write"). The error object (class, code) is kept.
+ * @example throw withPath(e, '/ckpt/metrics.jsonl') // '/ckpt/metrics.jsonl: ENOSPC: no space left on device, write'
  */
-export function writeFileAtomic(path: string, body: (fd: number) => void): void {
+export function withPath(e: unknown, path: string): unknown {
+  if (e instanceof Error && typeof (e as NodeJS.ErrnoException).code === 'string' && !e.message.includes(path)) e.message = `${path}: ${e.message}`;
+  return e;
+}
+
+/** A file written and fsynced under its temp name, not yet in place. */
+export interface StagedFile {
+  /** Rename it over its path (needs no space) and fsync the directory. */
+  commit(): void;
+  /** Remove the temp file; the path keeps what it had. */
+  abort(): void;
+}
+
+/**
+ * The first half of `writeFileAtomic`: `body(fd)` written to a temp file beside `path` and fsynced.
+ * Files staged first and committed after a larger write replace a set of files together: a full
+ * disk fails a write, never a rename, so it leaves the old set or the new one. If `body` throws,
+ * the temp file is removed.
+ * @example const s = stageFileAtomic('/out/config.json', (fd) => writeFully(fd, bytes)); writeTheWeights(); s.commit();
+ */
+export function stageFileAtomic(path: string, body: (fd: number) => void): StagedFile {
   removeStaleTemps(path);
   const tmp = tempPathFor(path);
   const fd = openSync(tmp, 'wx', 0o644);
   let open = true;
+  const remove = () => {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // Already renamed or removed.
+    }
+  };
   try {
     body(fd);
     fsyncSync(fd);
     closeSync(fd);
     open = false;
-    renameSync(tmp, path);
   } catch (e) {
     try {
       if (open) closeSync(fd);
     } catch {
       // The write error below is the one worth reporting.
     }
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // Already renamed or removed.
-    }
-    throw e;
+    remove();
+    throw withPath(e, path);
   }
-  fsyncDir(dirname(path));
+  return {
+    commit: () => {
+      try {
+        renameSync(tmp, path);
+      } catch (e) {
+        remove();
+        throw e;
+      }
+      fsyncDir(dirname(path));
+    },
+    abort: remove,
+  };
+}
+
+/**
+ * Replace `path` atomically with what `body(fd)` writes. If `body` throws, the temp file is
+ * removed and `path` is untouched. An I/O error names `path`.
+ * @example writeFileAtomic('/ckpt/index.json', (fd) => writeFully(fd, new TextEncoder().encode('{}')))
+ */
+export function writeFileAtomic(path: string, body: (fd: number) => void): void {
+  stageFileAtomic(path, body).commit();
 }

@@ -11,9 +11,9 @@
  * `quantization_config: {quant_method: "fp8", activation_scheme: "dynamic"}`.
  * Tensors are read, converted and written one at a time (a model larger than memory works).
  */
-import { copyFileSync, existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic, writeFully } from '../io/atomic.js';
+import { stageFileAtomic, type StagedFile, withPath, writeFully } from '../io/atomic.js';
 import { readConfig } from '../io/hf.js';
 import { CheckpointError, expertTensorNames } from '../io/layout.js';
 import { parameterSpecs } from '../model/skywork-moe.js';
@@ -158,15 +158,39 @@ export function quantizeCheckpoint(src: string, out: string, o: QuantizeOptions)
         });
       }
     }
-    const r = writeSharded(out, toWrite, { maxShardBytes: o.maxShardBytes, metadata: { format: 'pt' } });
     const hf: Record<string, unknown> = { ...cfg, torch_dtype: 'bfloat16' };
     if (o.to === 'fp8') {
       hf.quantization_config = { quant_method: 'fp8', activation_scheme: 'dynamic' };
       if (hf.model_type === 'skywork') hf.model_type = 'skywork_moe'; // as the released Skywork-MoE-Base-FP8
     }
     const json = new TextEncoder().encode(`${JSON.stringify(hf, null, 2)}\n`);
-    writeFileAtomic(join(out, 'config.json'), (fd) => writeFully(fd, json));
-    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'tokenizer.model']) if (existsSync(join(src, f))) copyFileSync(join(src, f), join(out, f));
+    // config.json and the tokenizer files are staged (written under temp names) before the weights
+    // and renamed into place after them; renames need no space, so a full disk leaves the previous
+    // output in `out` (or nothing), not new weights beside an old config, and no file of this run.
+    const created = !existsSync(out);
+    mkdirSync(out, { recursive: true });
+    const staged: StagedFile[] = [];
+    let r: ReturnType<typeof writeSharded>;
+    try {
+      staged.push(stageFileAtomic(join(out, 'config.json'), (fd) => writeFully(fd, json)));
+      for (const f of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'tokenizer.model']) {
+        const from = join(src, f);
+        if (!existsSync(from)) continue;
+        let bytes: Uint8Array;
+        try {
+          bytes = readFileSync(from);
+        } catch (e) {
+          throw withPath(e, from);
+        }
+        staged.push(stageFileAtomic(join(out, f), (fd) => writeFully(fd, bytes)));
+      }
+      r = writeSharded(out, toWrite, { maxShardBytes: o.maxShardBytes, metadata: { format: 'pt' } });
+    } catch (e) {
+      for (const f of staged) f.abort();
+      if (created) rmSync(out, { recursive: true, force: true }); // made by this call, holding nothing else
+      throw e;
+    }
+    for (const f of staged) f.commit();
     return { files: r.files, bytes: r.totalSize, sourceBytes, tensors };
   } finally {
     reader.close();

@@ -2,8 +2,8 @@
  * A training run on disk: RUN/run.json (the options and where the model and data came from),
  * RUN/metrics.jsonl, RUN/checkpoints/. `startRun` begins one, `resumeRun` continues one.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { processAlive } from '../io/atomic.js';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
+import { processAlive, withPath, writeFully } from '../io/atomic.js';
 import { join, resolve } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { checkTokenizerFitsModel, loadModel, writeJsonAtomic } from '../io/hf.js';
@@ -86,8 +86,22 @@ export function lockRun(runDir: string): void {
   mkdirSync(runDir, { recursive: true });
   const path = join(runDir, '.lock');
   for (let attempt = 0; attempt < 2; attempt++) {
+    let fd: number | undefined;
     try {
-      writeFileSync(path, `${process.pid}\n`, { flag: 'wx' });
+      fd = openSync(path, 'wx');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    if (fd !== undefined) {
+      try {
+        writeFully(fd, new TextEncoder().encode(`${process.pid}\n`));
+      } catch (e) {
+        // A full disk: no empty lock file left behind, and the error names it.
+        closeSync(fd);
+        unlinkSync(path);
+        throw withPath(e, path);
+      }
+      closeSync(fd);
       process.once('exit', () => {
         try {
           if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path);
@@ -96,8 +110,6 @@ export function lockRun(runDir: string): void {
         }
       });
       return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
     const owner = Number(readFileSync(path, 'utf8').trim());
     if (owner === process.pid) return;

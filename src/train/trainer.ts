@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { writeFileAtomic, writeFully } from '../io/atomic.js';
+import { withPath, writeFileAtomic, writeFully } from '../io/atomic.js';
 import { join } from 'node:path';
 import type { Tokenizer } from '../io/tokenizer/index.js';
 import type { DropPolicy, RouterStats } from '../model/moe.js';
@@ -308,7 +308,11 @@ export class Trainer {
         m.valPpl = v.ppl;
         if (this.moeLayerIds.length > 0) m.expertSimilarity = expertSimilarity(this.model); // report section 3.2: watch it fall
       }
-      appendFileSync(this.metricsPath, `${JSON.stringify(m)}\n`);
+      try {
+        appendFileSync(this.metricsPath, `${JSON.stringify(m)}\n`);
+      } catch (e) {
+        throw withPath(e, this.metricsPath); // a full disk: say which file (a line cut short is dropped on resume)
+      }
       this.hooks.onStep?.(m, this);
       last = m;
       await new Promise<void>((r) => setImmediate(r)); // let signals (SIGINT) and I/O in between steps
