@@ -1,6 +1,7 @@
 /** `skymoe train`: train on text with the report's techniques; progress line, metrics, checkpoints, resume. */
 import type { BackendName } from '../backend/backend.js';
 import type { ControllerKind, ControllerOptions } from '../train/aux-controller.js';
+import { type ParallelTrainEvent, parseTrainLayout, trainDataParallel } from '../train/parallel-train.js';
 import { applyOverrides, DEFAULT_TRAIN, resumeRun, startRun, type TrainOverrides } from '../train/run.js';
 import type { ScheduleKind } from '../train/schedule.js';
 import type { StepMetrics, Trainer, TrainOptions } from '../train/trainer.js';
@@ -41,6 +42,8 @@ export interface TrainCliOptions {
   valFraction: number;
   backend?: BackendName;
   threads?: number;
+  layout?: string;
+  zero?: number;
 }
 
 function fmtTime(s: number): string {
@@ -89,7 +92,7 @@ function overrides(o: TrainCliOptions): TrainOverrides {
   return r;
 }
 
-export function progressLine(m: StepMetrics, t: Trainer, startedAt: number, startStep: number): string {
+export function progressLine(m: StepMetrics, t: { step: number; o: { steps: number } }, startedAt: number, startStep: number): string {
   const elapsed = (performance.now() - startedAt) / 1000;
   const rate = (t.step - startStep) / Math.max(1e-9, elapsed);
   const eta = (t.o.steps - t.step) / rate;
@@ -102,23 +105,14 @@ export async function runTrain(o: TrainCliOptions): Promise<void> {
   if (o.resume && (o.preset || o.model || o.out)) throw new Error('train: --resume continues a run as it was; do not combine it with --preset, --model or --out');
   if (!o.resume && !o.out) throw new Error('train: give --out RUN_DIR for a new run (or --resume RUN_DIR)');
   if (o.preset && o.model) throw new Error('train: give --preset or --model, not both');
+  if (o.zero !== undefined && !o.layout) throw new Error('train: --zero shards the optimizer over data-parallel ranks: give --layout dp=N with it');
+  if (o.layout) return runTrainParallel(o);
   const be = await useBackend(o);
-  const tty = process.stderr.isTTY;
-  let startedAt = performance.now();
-  let startStep = 0;
-  let lastPrint = -Infinity;
+  const p = progressPrinter();
   const hooks = {
-    onStep: (m: StepMetrics, t: Trainer) => {
-      const line = progressLine(m, t, startedAt, startStep);
-      const keepLine = m.valLoss !== undefined || t.step === t.o.steps;
-      if (tty) process.stderr.write(`\r${line}\u001b[K${keepLine ? '\n' : ''}`);
-      else if (keepLine || performance.now() - lastPrint > 5000) {
-        process.stderr.write(`${line}\n`);
-        lastPrint = performance.now();
-      }
-    },
-    onWarn: (msg: string) => process.stderr.write(`${tty ? '\n' : ''}warning: ${msg}\n`),
-    onCheckpoint: (dir: string) => process.stderr.write(`${tty ? '\n' : ''}checkpoint ${dir}\n`),
+    onStep: (m: StepMetrics, t: Trainer) => p.step(m, t),
+    onWarn: (msg: string) => p.line(`warning: ${msg}`),
+    onCheckpoint: (dir: string) => p.line(`checkpoint ${dir}`),
   };
   const handle = o.resume
     ? await resumeRun(o.resume, be, overrides(o), hooks)
@@ -135,8 +129,7 @@ export async function runTrain(o: TrainCliOptions): Promise<void> {
     process.stderr.write('\ninterrupt: finishing this step, saving a checkpoint (Ctrl-C again to quit without saving)\n');
   };
   process.on('SIGINT', onSigint);
-  startedAt = performance.now();
-  startStep = t.step;
+  p.restart(t.step);
   try {
     const r = await t.run(() => interrupted);
     const v = r.last?.valLoss !== undefined ? r.last : undefined;
@@ -146,5 +139,70 @@ export async function runTrain(o: TrainCliOptions): Promise<void> {
     t.dispose();
     t.model.dispose();
     await be.dispose();
+  }
+}
+
+/** Progress printing shared by the one-process and the data-parallel runs. */
+function progressPrinter(): { step: (m: StepMetrics, t: { step: number; o: { steps: number } }) => void; line: (text: string) => void; restart: (step: number) => void } {
+  const tty = process.stderr.isTTY;
+  let startedAt = performance.now(), startStep = 0, lastPrint = -Infinity;
+  return {
+    step: (m, t) => {
+      const line = progressLine(m, t, startedAt, startStep);
+      const keepLine = m.valLoss !== undefined || t.step === t.o.steps;
+      if (tty) process.stderr.write(`\r${line}\u001b[K${keepLine ? '\n' : ''}`);
+      else if (keepLine || performance.now() - lastPrint > 5000) {
+        process.stderr.write(`${line}\n`);
+        lastPrint = performance.now();
+      }
+    },
+    line: (text) => process.stderr.write(`${tty ? '\n' : ''}${text}\n`),
+    restart: (step) => {
+      startedAt = performance.now();
+      startStep = step;
+    },
+  };
+}
+
+/** `--layout dp=N`: the same run on N worker-thread ranks (rank 0 writes; progress comes from it). */
+async function runTrainParallel(o: TrainCliOptions): Promise<void> {
+  const layout = parseTrainLayout(o.layout!, o.zero);
+  if (o.threads !== undefined) throw new Error('train: --threads with --layout: each rank gets the cores divided by the ranks; set the total with SKYMOE_THREADS');
+  const runDir = o.resume ?? o.out!;
+  const p = progressPrinter();
+  const onEvent = (e: ParallelTrainEvent) => {
+    if (e.type === 'started') {
+      p.restart(e.step);
+      process.stderr.write(`${e.resumedFrom ? `resuming from ${e.resumedFrom} at step ${e.step}` : 'new run'} in ${runDir}: layout ${e.layout}, corpus ${e.corpus} (${e.tokens} tokens${e.cached ? ', cached' : ''}), ${e.backend}\n`);
+    } else if (e.type === 'step') p.step(e.m, { step: e.step, o: { steps: e.steps } });
+    else if (e.type === 'warn') p.line(`warning: ${e.message}`);
+    else p.line(`checkpoint ${e.dir}`);
+  };
+  const run = trainDataParallel(
+    {
+      runDir,
+      layout,
+      backend: o.backend,
+      cores: process.env.SKYMOE_THREADS ? Number(process.env.SKYMOE_THREADS) : undefined,
+      ...(o.resume
+        ? { resume: { overrides: overrides(o) } }
+        : { start: { source: { modelDir: o.model, preset: o.model ? undefined : o.preset ?? 'tiny', corpus: o.corpus ?? [], valFraction: o.valFraction, modelSeed: o.seed ?? 0 }, options: applyOverrides(DEFAULT_TRAIN, overrides(o)) } }),
+    },
+    onEvent,
+  );
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    run.requestStop();
+    process.stderr.write('\ninterrupt: every rank finishes this step, then a checkpoint is saved (Ctrl-C again to quit without saving)\n');
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const r = await run.done;
+    const v = r.last?.valLoss !== undefined ? r.last : undefined;
+    process.stderr.write(`${r.stopped ? 'stopped' : 'done'} at step ${r.step}${v ? `: validation loss ${v.valLoss!.toFixed(4)}, perplexity ${v.valPpl!.toFixed(2)}` : ''}; metrics ${runDir}/metrics.jsonl; resume with: skymoe train --resume ${runDir} [--layout ...]\n`);
+  } finally {
+    process.off('SIGINT', onSigint);
   }
 }

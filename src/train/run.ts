@@ -15,7 +15,8 @@ import { type ControllerOptions, DEFAULT_CONTROLLER } from './aux-controller.js'
 import { loadCheckpoint, loadOptimizer } from './checkpoint.js';
 import { loadCorpus } from './corpus.js';
 import { TokenDataset, tokenizeCorpus } from './data.js';
-import { Trainer, type TrainerHooks, type TrainOptions } from './trainer.js';
+import { tokenizerConfigJson, tokenizerFromJson, tokenizerToJson } from '../io/tokenizer/hf-json.js';
+import { Trainer, type TrainerHooks, type TrainerParallel, type TrainOptions } from './trainer.js';
 
 /**
  * Defaults. Capacity factor 1.25 and initial alpha = alpha_max = 0.01: the report gives neither
@@ -120,32 +121,49 @@ export function lockRun(runDir: string): void {
 }
 
 /** Start a new run in runDir. */
-export async function startRun(runDir: string, src: RunSource, o: TrainOptions, backend: Backend, hooks: TrainerHooks = {}): Promise<RunHandle> {
-  if (existsSync(join(runDir, 'checkpoints', 'latest.json'))) throw new Error(`${runDir} already holds a run with checkpoints: use --resume ${runDir}, or another --out`);
-  lockRun(runDir);
-  // A run killed before its first checkpoint left metrics that a new run must not append to;
-  // they are kept aside, not deleted.
-  const metrics = join(runDir, 'metrics.jsonl');
-  if (existsSync(metrics)) renameSync(metrics, join(runDir, `metrics.jsonl.before-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+/**
+ * Start a new run in runDir. With data parallelism every rank calls it: the writer rank locks the
+ * directory and writes run.json, trains the tokenizer of a preset run and hands it to the others,
+ * and tokenizes the corpus first (the others then read the token cache).
+ */
+export async function startRun(runDir: string, src: RunSource, o: TrainOptions, backend: Backend, hooks: TrainerHooks = {}, parallel?: TrainerParallel): Promise<RunHandle> {
+  const writer = parallel?.writer ?? true;
+  if (writer) {
+    if (existsSync(join(runDir, 'checkpoints', 'latest.json'))) throw new Error(`${runDir} already holds a run with checkpoints: use --resume ${runDir}, or another --out`);
+    lockRun(runDir);
+    // A run killed before its first checkpoint left metrics that a new run must not append to;
+    // they are kept aside, not deleted.
+    const metrics = join(runDir, 'metrics.jsonl');
+    if (existsSync(metrics)) renameSync(metrics, join(runDir, `metrics.jsonl.before-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+  }
+  if (parallel) parallel.dp.barrier(); // the others start once the writer holds the directory
   let model: SkyworkMoE;
-  let tok: Tokenizer;
+  let tok!: Tokenizer;
   if (src.modelDir) {
     model = loadModel(src.modelDir, backend);
     tok = await loadTokenizer(src.modelDir);
   } else {
     const cfg: ModelConfig = preset(src.preset ?? 'tiny');
-    const corpus = loadCorpus(src.corpus);
-    log(`training a ${cfg.vocabSize}-token tokenizer on ${corpus.name}...`);
-    tok = trainBpe(corpus.documents, { vocabSize: cfg.vocabSize });
+    if (writer) {
+      const corpus = loadCorpus(src.corpus);
+      log(`training a ${cfg.vocabSize}-token tokenizer on ${corpus.name}...`);
+      tok = trainBpe(corpus.documents, { vocabSize: cfg.vocabSize });
+    }
+    if (parallel) {
+      const json = parallel.dp.broadcastJson(writer ? { tokenizer: tokenizerToJson(tok!), config: tokenizerConfigJson(tok!) } : undefined);
+      if (!writer) tok = tokenizerFromJson(json.tokenizer, 'tokenizer.json (from the writer rank)', json.config);
+    }
     model = SkyworkMoE.create(cfg, { seed: src.modelSeed, backend });
   }
   checkTokenizerFitsModel(tok, model.config, src.modelDir ?? runDir);
   // Paths recorded absolute, so that --resume works from any directory.
   const source: RunSource = { ...src, corpus: src.corpus.map((p) => resolve(p)), ...(src.modelDir ? { modelDir: resolve(src.modelDir) } : {}) };
-  const { corpus, t, data } = await prepareData(source, tok, o);
-  mkdirSync(runDir, { recursive: true });
-  writeJsonAtomic(join(runDir, 'run.json'), { version: 1, source, options: o, backend: backend.describe(), createdAt: new Date().toISOString(), corpusHash: corpus.hash, config: configToHF(model.config) });
-  const trainer = new Trainer(model, tok, data, o, runDir, hooks);
+  const { corpus, t, data } = await prepareTogether(parallel, () => prepareData(source, tok, o));
+  if (writer) {
+    mkdirSync(runDir, { recursive: true });
+    writeJsonAtomic(join(runDir, 'run.json'), { version: 1, source, options: o, backend: backend.describe(), createdAt: new Date().toISOString(), corpusHash: corpus.hash, config: configToHF(model.config), ...(parallel ? { dataParallel: { dp: parallel.dp.size, zero: parallel.zero } } : {}) });
+  }
+  const trainer = new Trainer(model, tok, data, o, runDir, hooks, parallel);
   return { trainer, info: { corpus: corpus.name, corpusBytes: corpus.bytes, tokens: t.tokens.length, cached: t.cached } };
 }
 
@@ -174,7 +192,19 @@ function checkSameModel(runPath: string, started: Record<string, unknown> | unde
 }
 
 /** Continue the run in runDir from its latest checkpoint; `overrides` may extend steps etc. */
-export async function resumeRun(runDir: string, backend: Backend, overrides: TrainOverrides = {}, hooks: TrainerHooks = {}): Promise<RunHandle> {
+/** The writer prepares the data first (filling the token cache), then the other ranks. */
+async function prepareTogether<R>(parallel: TrainerParallel | undefined, prepare: () => Promise<R>): Promise<R> {
+  if (!parallel) return prepare();
+  let r: R | undefined;
+  if (parallel.writer) r = await prepare();
+  parallel.dp.barrier();
+  if (!parallel.writer) r = await prepare();
+  return r!;
+}
+
+/** Continue the run in runDir from its latest checkpoint; `overrides` may extend steps etc. With data parallelism every rank calls it (the writer locks and rewrites run.json). */
+export async function resumeRun(runDir: string, backend: Backend, overrides: TrainOverrides = {}, hooks: TrainerHooks = {}, parallel?: TrainerParallel): Promise<RunHandle> {
+  const writer = parallel?.writer ?? true;
   const runPath = join(runDir, 'run.json');
   if (!existsSync(runPath)) throw new Error(`${runPath}: not found (is ${runDir} a training run?)`);
   let run: { source: RunSource; options: TrainOptions; corpusHash?: string; config?: Record<string, unknown> };
@@ -184,12 +214,13 @@ export async function resumeRun(runDir: string, backend: Backend, overrides: Tra
     throw new Error(`${runPath}: not valid JSON (${(e as Error).message})`);
   }
   const o = applyOverrides(run.options, overrides);
-  lockRun(runDir);
+  if (writer) lockRun(runDir);
+  if (parallel) parallel.dp.barrier();
   const ck = await loadCheckpoint(runDir, backend);
   let prepared: Awaited<ReturnType<typeof prepareData>>;
   try {
     checkSameModel(runPath, run.config, ck.model.config, ck.dir);
-    prepared = await prepareData(run.source, ck.tokenizer, o);
+    prepared = await prepareTogether(parallel, () => prepareData(run.source, ck.tokenizer, o));
     if (run.corpusHash !== undefined && prepared.corpus.hash !== run.corpusHash) {
       throw new Error(`${runPath}: the corpus (${prepared.corpus.name}) changed since the run started (sha256 ${run.corpusHash.slice(0, 12)}..., now ${prepared.corpus.hash.slice(0, 12)}...): resuming would not continue the same run; start a new one (--out) on the new data`);
     }
@@ -198,15 +229,15 @@ export async function resumeRun(runDir: string, backend: Backend, overrides: Tra
     throw e;
   }
   const { corpus, t, data } = prepared;
-  const trainer = new Trainer(ck.model, ck.tokenizer, data, o, runDir, hooks);
+  const trainer = new Trainer(ck.model, ck.tokenizer, data, o, runDir, hooks, parallel);
   try {
-    loadOptimizer(ck.dir, trainer.opt);
+    trainer.loadOptimizerState((opt) => loadOptimizer(ck.dir, opt));
     trainer.restore(ck.state);
   } catch (e) {
     trainer.dispose();
     ck.model.dispose();
     throw e;
   }
-  if (Object.keys(overrides).length) writeJsonAtomic(runPath, { ...run, options: o });
+  if (writer && Object.keys(overrides).length) writeJsonAtomic(runPath, { ...run, options: o });
   return { trainer, info: { corpus: corpus.name, corpusBytes: corpus.bytes, tokens: t.tokens.length, cached: t.cached, resumedFrom: ck.dir } };
 }

@@ -17,6 +17,8 @@ import { expertSimilarity } from '../upcycle/similarity.js';
 import { AuxController, type ControllerOptions, type ControllerState } from './aux-controller.js';
 import { saveCheckpoint, STATE_VERSION, type TrainerState } from './checkpoint.js';
 import type { Batch, TokenDataset } from './data.js';
+import { allReduceGradients, ShardedAdamW } from '../parallel/runtime/data-parallel.js';
+import type { Group } from '../parallel/runtime/comm.js';
 import { AdamW } from './optimizer.js';
 import { learningRate, type ScheduleKind } from './schedule.js';
 
@@ -94,8 +96,21 @@ export interface TrainerHooks {
   onCheckpoint?: (dir: string) => void;
 }
 
+/**
+ * Data parallelism (parallel/runtime): the step's `accum` micro-batches are shared out over the DP
+ * group (rank i takes micro-batches i, i + dp, ...; every rank draws them all, so the data order is
+ * the one-rank order), gradients, losses and router statistics are summed over the group, and one
+ * rank writes metrics and checkpoints. With `zero`, the optimizer is ZeRO-1 (ShardedAdamW).
+ */
+export interface TrainerParallel {
+  dp: Group;
+  zero: boolean;
+  /** This rank writes metrics.jsonl and checkpoints (and evaluates). */
+  writer: boolean;
+}
+
 export class Trainer {
-  readonly opt: AdamW;
+  readonly opt: AdamW | ShardedAdamW;
   readonly controller: AuxController;
   step = 0;
   tokensSeen = 0;
@@ -111,13 +126,39 @@ export class Trainer {
     readonly o: TrainOptions,
     readonly runDir: string,
     readonly hooks: TrainerHooks = {},
+    readonly parallel?: TrainerParallel,
   ) {
     const c = model.config;
     this.moeLayerIds = Array.from({ length: c.numLayers }, (_, l) => l).filter((l) => isMoeLayer(c, l));
-    this.opt = new AdamW(model.parameters(), { beta1: o.beta1, beta2: o.beta2, eps: 1e-8, weightDecay: o.weightDecay });
+    const dp = parallel?.dp.size ?? 1;
+    if (o.accum % dp !== 0) throw new Error(`train: --accum ${o.accum} must be a multiple of dp=${dp} (each data-parallel rank runs accum/dp micro-batches of the step)`);
+    const adam = { beta1: o.beta1, beta2: o.beta2, eps: 1e-8, weightDecay: o.weightDecay };
+    this.opt = parallel?.zero && dp > 1 ? new ShardedAdamW(model.parameters(), adam, parallel.dp) : new AdamW(model.parameters(), adam);
     this.controller = new AuxController(o.controller, this.moeLayerIds.length, Math.max(1, c.numExperts));
     this.warnings = { idle: Array.from({ length: this.moeLayerIds.length }, () => Array(c.numExperts).fill(0)), highDrop: Array(this.moeLayerIds.length).fill(0) };
     mkdirSync(runDir, { recursive: true });
+  }
+
+  /** This process writes metrics and checkpoints (always, without data parallelism). */
+  get writer(): boolean {
+    return this.parallel?.writer ?? true;
+  }
+
+  /** The optimizer as a whole AdamW (ZeRO-1: the shards gathered; every DP rank must call it). */
+  fullOptimizer(): { opt: AdamW; temporary: boolean } {
+    return this.opt instanceof ShardedAdamW ? { opt: this.opt.gatherFull(), temporary: true } : { opt: this.opt, temporary: false };
+  }
+
+  /** Take the optimizer state of a checkpoint (loaded into a whole AdamW by `load`). */
+  loadOptimizerState(load: (opt: AdamW) => void): void {
+    if (!(this.opt instanceof ShardedAdamW)) return load(this.opt);
+    const full = new AdamW(this.model.parameters(), this.opt.opts);
+    try {
+      load(full);
+      this.opt.loadFrom(full);
+    } finally {
+      full.dispose();
+    }
   }
 
   get metricsPath(): string {
@@ -136,7 +177,7 @@ export class Trainer {
     this.warnings = structuredClone(state.warnings as WarningState);
     // Metrics written after the checkpoint (a crash between save and the next save) are dropped.
     // A line cut short by a crash mid-write is dropped too.
-    if (existsSync(this.metricsPath)) {
+    if (this.writer && existsSync(this.metricsPath)) {
       const kept = readFileSync(this.metricsPath, 'utf8').split('\n').filter((l) => {
         if (!l) return false;
         try {
@@ -165,10 +206,17 @@ export class Trainer {
     };
   }
 
-  async checkpoint(): Promise<string> {
-    const dir = await saveCheckpoint(this.runDir, this.model, this.tokenizer, this.opt, this.state(), this.o.keep);
-    this.hooks.onCheckpoint?.(dir);
-    return dir;
+  /** Save a checkpoint (the writer rank; with ZeRO-1 every rank takes part in gathering the optimizer). Returns its directory, or null on other ranks. */
+  async checkpoint(): Promise<string | null> {
+    const { opt, temporary } = this.fullOptimizer();
+    try {
+      if (!this.writer) return null;
+      const dir = await saveCheckpoint(this.runDir, this.model, this.tokenizer, opt, this.state(), this.o.keep);
+      this.hooks.onCheckpoint?.(dir);
+      return dir;
+    } finally {
+      if (temporary) opt.dispose();
+    }
   }
 
   /** One micro-batch forward and backward; returns the loss parts and router stats. */
@@ -208,8 +256,11 @@ export class Trainer {
     let loss = 0, ce = 0;
     const aux = Array(this.moeLayerIds.length).fill(0);
     const statsSum: RouterStats[] = [];
+    const dp = this.parallel?.dp;
     for (let a = 0; a < o.accum; a++) {
-      const r = this.microStep(this.data.nextBatch(o.batch), 1 / o.accum);
+      const batch = this.data.nextBatch(o.batch); // drawn on every rank: the data order does not depend on the layout
+      if (dp && a % dp.size !== dp.index) continue;
+      const r = this.microStep(batch, 1 / o.accum);
       loss += r.loss / o.accum;
       ce += r.ce / o.accum;
       r.aux.forEach((v, i) => (aux[i] += v / o.accum));
@@ -226,6 +277,7 @@ export class Trainer {
         }
       });
     }
+    if (dp && dp.size > 1) return sumOverGroup(dp, { loss, ce, aux, stats: statsSum });
     return { loss, ce, aux, stats: statsSum };
   }
 
@@ -234,7 +286,8 @@ export class Trainer {
     const t0 = performance.now();
     const o = this.o;
     const { loss, ce, aux, stats: statsSum } = this.accumulateGradients();
-    const gradNorm = this.opt.clipGradNorm(o.clip);
+    if (this.parallel && !(this.opt instanceof ShardedAdamW)) allReduceGradients(this.opt.params, this.parallel.dp);
+    const gradNorm = this.opt.clipGradNorm(o.clip); // ZeRO-1: reduce-scatters the gradients first
     const lr = learningRate({ kind: o.schedule, lr: o.lr, minLr: o.minLr, warmupSteps: o.warmup, totalSteps: o.steps }, this.step);
     this.opt.update(lr);
     const alpha = statsSum.map((_, i) => this.controller.alpha(i));
@@ -302,21 +355,25 @@ export class Trainer {
     let last: StepMetrics | undefined;
     while (this.step < this.o.steps) {
       const m = this.trainStep();
-      if (this.o.evalEvery > 0 && (this.step % this.o.evalEvery === 0 || this.step === this.o.steps)) {
+      if (this.writer && this.o.evalEvery > 0 && (this.step % this.o.evalEvery === 0 || this.step === this.o.steps)) {
         const v = this.evaluate();
         m.valLoss = v.loss;
         m.valPpl = v.ppl;
         if (this.moeLayerIds.length > 0) m.expertSimilarity = expertSimilarity(this.model); // report section 3.2: watch it fall
       }
-      try {
-        appendFileSync(this.metricsPath, `${JSON.stringify(m)}\n`);
-      } catch (e) {
-        throw withPath(e, this.metricsPath); // a full disk: say which file (a line cut short is dropped on resume)
+      if (this.writer) {
+        try {
+          appendFileSync(this.metricsPath, `${JSON.stringify(m)}\n`);
+        } catch (e) {
+          throw withPath(e, this.metricsPath); // a full disk: say which file (a line cut short is dropped on resume)
+        }
+        this.hooks.onStep?.(m, this);
       }
-      this.hooks.onStep?.(m, this);
       last = m;
       await new Promise<void>((r) => setImmediate(r)); // let signals (SIGINT) and I/O in between steps
-      const stop = shouldStop();
+      let stop = shouldStop();
+      // every DP rank stops at the same step (any rank asked to)
+      if (this.parallel && this.parallel.dp.size > 1) stop = this.parallel.dp.allReduce(Float32Array.of(stop ? 1 : 0))[0]! > 0;
       if (stop || this.step === this.o.steps || (this.o.saveEvery > 0 && this.step % this.o.saveEvery === 0)) await this.checkpoint();
       if (stop) return { stopped: true, last };
     }
@@ -326,4 +383,25 @@ export class Trainer {
   dispose(): void {
     this.opt.dispose();
   }
+}
+
+/** Losses and router statistics of each rank's micro-batches, summed over the group (each is already a share of the step's mean). */
+function sumOverGroup(g: Group, r: { loss: number; ce: number; aux: number[]; stats: RouterStats[] }): { loss: number; ce: number; aux: number[]; stats: RouterStats[] } {
+  const flat: number[] = [r.loss, r.ce, ...r.aux];
+  for (const s of r.stats) flat.push(...s.routedPerExpert, ...s.tokensPerExpert, s.dropRate, s.max1OverMax2, s.max2OverMax3, s.entropy);
+  const sum = g.allReduce(Float32Array.from(flat));
+  let i = 0;
+  const next = () => sum[i++]!;
+  const loss = next(), ce = next();
+  const aux = r.aux.map(next);
+  const stats = r.stats.map((s) => ({
+    ...s,
+    routedPerExpert: s.routedPerExpert.map(next),
+    tokensPerExpert: s.tokensPerExpert.map(next),
+    dropRate: next(),
+    max1OverMax2: next(),
+    max2OverMax3: next(),
+    entropy: next(),
+  }));
+  return { loss, ce, aux, stats };
 }

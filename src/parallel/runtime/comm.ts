@@ -247,6 +247,17 @@ export class Group {
     return data;
   }
 
+  /** A JSON value of group rank `root` on every rank (a length, then the UTF-8 bytes padded to whole floats, as raw bits). */
+  broadcastJson<V>(value: V | undefined, root = 0): V {
+    const mine = this.index === root ? new TextEncoder().encode(JSON.stringify(value)) : null;
+    const len = new Int32Array([mine?.length ?? 0]);
+    this.broadcast(new Float32Array(len.buffer), root);
+    const words = new Uint8Array(Math.ceil(len[0]! / 4) * 4);
+    if (mine) words.set(mine);
+    this.broadcast(new Float32Array(words.buffer), root);
+    return JSON.parse(new TextDecoder().decode(words.subarray(0, len[0]!))) as V;
+  }
+
   /** Every rank of the group has arrived (dissemination: log2(p) rounds of one byte). */
   barrier(): void {
     const p = this.size;

@@ -18,7 +18,7 @@ async function main(): Promise<void> {
     try {
       const mod = (await import(o.entry)) as { rankMain?: RankMain<unknown, unknown> };
       if (typeof mod.rankMain !== 'function') throw new Error(`${o.entry} exports no rankMain function`);
-      const result = await mod.rankMain({ rank: o.rank, size: o.spec.size, comm, backend, threads: o.threads, data: o.data, log: (line) => post({ type: 'log', line }) });
+      const result = await mod.rankMain({ rank: o.rank, size: o.spec.size, comm, backend, threads: o.threads, data: o.data, log: (line) => post({ type: 'log', line }), post: (message) => post({ type: 'post', message }) });
       post({ type: 'done', result });
     } finally {
       await backend.dispose();

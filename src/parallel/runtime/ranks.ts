@@ -31,6 +31,8 @@ export interface RankContext<D> {
   data: D;
   /** A line for the launcher's log, prefixed with the rank. */
   log: (line: string) => void;
+  /** A structured message for the launcher's onMessage (progress, events; structured-cloneable). */
+  post: (message: unknown) => void;
 }
 
 /** An entry module exports `rankMain(ctx)`; its result must be structured-cloneable. */
@@ -48,10 +50,12 @@ export interface RunRanksOptions<D> {
   /** Bytes of each point-to-point channel's ring (default 1 MiB). */
   channelBytes?: number;
   log?: (line: string) => void;
+  /** Messages ranks send with ctx.post. */
+  onMessage?: (rank: number, message: unknown) => void;
 }
 
 /** Sent by a rank's worker. */
-export type FromRank = { type: 'log'; line: string } | { type: 'done'; result: unknown } | { type: 'error'; message: string; aborted: boolean };
+export type FromRank = { type: 'log'; line: string } | { type: 'post'; message: unknown } | { type: 'done'; result: unknown } | { type: 'error'; message: string; aborted: boolean };
 
 /** @internal what rank-thread.ts receives */
 export interface RankWorkerData {
@@ -92,6 +96,7 @@ export async function runRanks<D, R>(o: RunRanksOptions<D>): Promise<R[]> {
           let finished = false;
           w.on('message', (m: FromRank) => {
             if (m.type === 'log') log(`[rank ${rank}] ${m.line}`);
+            else if (m.type === 'post') o.onMessage?.(rank, m.message);
             else if (m.type === 'done') {
               finished = true;
               results[rank] = m.result;

@@ -19,7 +19,7 @@ function assertClose(got: Float32Array, want: ArrayLike<number>, what: string): 
 }
 
 for (const size of [1, 2, 3, 4, 8]) {
-  test(`collectives over ${size} rank(s): sums, gathers, uneven all-to-all, broadcast, nested groups; deterministic; bytes as the ring moves them`, async () => {
+  test(`collectives over ${size} rank(s): sums, gathers, uneven all-to-all, broadcast, nested groups; deterministic; bytes as the ring moves them`, { timeout: 60_000 }, async () => {
     const n = 1001; // not a multiple of any size: uneven ring chunks
     const res = await runRanks<CollectiveCase, BatteryResult>({ size, entry: ENTRY, data: { kind: 'battery', n }, backend: 'js', channelBytes: 4096 });
     const sum = serialSum(size, n, 1);
@@ -61,14 +61,14 @@ for (const size of [1, 2, 3, 4, 8]) {
   });
 }
 
-test('a failing rank stops every rank, and the error names it', async () => {
+test('a failing rank stops every rank, and the error names it', { timeout: 60_000 }, async () => {
   await assert.rejects(
     runRanks({ size: 4, entry: ENTRY, data: { kind: 'fail', n: 100000 } satisfies CollectiveCase, backend: 'js', channelBytes: 4096, log: () => {} }),
     (e: unknown) => e instanceof RankError && e.rank === 3 && /deliberate failure/.test(e.message),
   );
 });
 
-test('a rank whose worker dies is named, and the others do not wait for it forever', async () => {
+test('a rank whose worker dies is named, and the others do not wait for it forever', { timeout: 60_000 }, async () => {
   await assert.rejects(
     runRanks({ size: 3, entry: ENTRY, data: { kind: 'crash', n: 100000 } satisfies CollectiveCase, backend: 'js', channelBytes: 4096, log: () => {} }),
     (e: unknown) => e instanceof RankError && e.rank === 2 && /exited \(code 3\)/.test(e.message),

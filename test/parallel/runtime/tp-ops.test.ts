@@ -23,7 +23,7 @@ function close(got: ArrayLike<number>, want: ArrayLike<number>, what: string): v
 }
 
 for (const size of [1, 2, 3]) {
-  test(`tensor- and sequence-parallel MLP over ${size} rank(s) (uneven columns and rows) equals the whole MLP: loss and every gradient`, async () => {
+  test(`tensor- and sequence-parallel MLP over ${size} rank(s) (uneven columns and rows) equals the whole MLP: loss and every gradient`, { timeout: 60_000 }, async () => {
     const ref = reference();
     const res = await runRanks<null, TpResult>({ size, entry: new URL('./tp-rank.js', import.meta.url), data: null, backend: 'js' });
     const fc = fCounts(size), rc = rowCounts(size);
