@@ -24,9 +24,10 @@ export interface RopeTables {
  * x [B, T, C] normalized; positions i32 [B*T]. With a cache (inference), the new keys and values
  * are written at cache.length and attention runs over everything cached so far.
  */
-export function attentionBlock(x: Tensor, w: AttentionWeights, cfg: ModelConfig, rope: RopeTables, positions: Tensor, cache?: { kv: KVCache; layer: number }): Tensor {
+export function attentionBlock(x: Tensor, w: AttentionWeights, cfg: ModelConfig, rope: RopeTables, positions: Tensor, cache?: { kv: KVCache; layer: number }, heads?: { heads: number; kvHeads: number }): Tensor {
   const [B, Tn] = x.shape as [number, number, number];
-  const H = cfg.numHeads, Hkv = cfg.numKvHeads, D = cfg.headDim;
+  // a tensor-parallel rank runs its share of the heads (model/shard.ts); o_proj then gives a partial sum
+  const H = heads?.heads ?? cfg.numHeads, Hkv = heads?.kvHeads ?? cfg.numKvHeads, D = cfg.headDim;
   const q = T.rope(projectHeads(x, w.q, w.qNorm, H, D, cfg), rope, positions); // (B, T, H, D)
   const k = T.rope(projectHeads(x, w.k, w.kNorm, Hkv, D, cfg), rope, positions); // (B, T, Hkv, D)
   const v = T.reshape(T.linear(x, w.v), [B, Tn, Hkv, D]); // (B, T, Hkv, D)

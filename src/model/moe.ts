@@ -28,6 +28,13 @@ export interface MoeOptions {
   zLoss: boolean;
   /** Aux-loss-free balancing: a per-expert bias added to the routing scores for top-k selection only. */
   expertBias?: Float32Array;
+  /**
+   * Tensor parallelism (model/shard.ts): routing is replicated; this rank runs experts [from, to)
+   * (edp: its whole experts, the weights hold only them) or every expert's slice of the FFN
+   * (etp: experts null), and `combine` sums the partial outputs over the group. `copy` marks the
+   * experts' input so that its gradient is summed over the group.
+   */
+  parallel?: { experts: [number, number] | null; copy(x: Tensor): Tensor; combine(y: Tensor): Tensor };
 }
 
 export const DROPLESS: MoeOptions = { capacityFactor: null, dropPolicy: 'probability', auxLoss: 'none', zLoss: false };
@@ -167,15 +174,21 @@ export function moeForward(x: Tensor, w: MoeWeights, cfg: ModelConfig, opts: Moe
   const wNorm = cfg.normTopK ? T.div(weights, T.reshape(T.sum(weights), [N, 1])) : weights; // (N, k), renormalized over the k or not
   const selProbs = Float32Array.from(experts, (e, a) => pHost[Math.floor(a / k) * E + e]!);
   const plan = planDispatch(experts, selProbs, N, k, E, opts);
-  const M = plan.order.length;
 
   // Dispatch: token rows in expert order, grouped expert FFN, weight, un-permute and sum.
-  const tokenOf = T.tensor(plan.tokenOf, [M], 'i32', be);
-  const xs = T.gatherRows(x, tokenOf); // (M, H)
-  const act = T.swiglu(T.groupedMatmul(xs, w.w1, plan.offsets), T.groupedMatmul(xs, w.w3, plan.offsets)); // (M, F)
-  const ys = T.groupedMatmul(act, w.w2, plan.offsets); // (M, H)
-  const wSel = T.gatherRows(T.reshape(wNorm, [N * k, 1]), T.tensor(plan.order, [M], 'i32', be)); // (M, 1)
-  const y = T.scatterAddRows(T.mul(ys, wSel), tokenOf, N); // (N, H); dropped assignments add nothing
+  // Under expert data parallelism only this rank's experts' rows: dispatch stays local.
+  const par = opts.parallel;
+  const [e0, e1] = par?.experts ?? [0, E];
+  const lo = plan.offsets[e0]!, hi = plan.offsets[e1]!;
+  const offsets = plan.offsets.slice(e0, e1 + 1).map((o) => o - lo);
+  const tokenOf = T.tensor(plan.tokenOf.subarray(lo, hi), [hi - lo], 'i32', be);
+  const xs = T.gatherRows(par ? par.copy(x) : x, tokenOf); // (M, H)
+  const act = T.swiglu(T.groupedMatmul(xs, w.w1, offsets), T.groupedMatmul(xs, w.w3, offsets)); // (M, F)
+  const ys = T.groupedMatmul(act, w.w2, offsets); // (M, H)
+  // the gate weights also meet only this rank's part of the experts: their gradient is summed over the group too
+  const wSel = T.gatherRows(T.reshape(par ? par.copy(wNorm) : wNorm, [N * k, 1]), T.tensor(plan.order.subarray(lo, hi), [hi - lo], 'i32', be)); // (M, 1)
+  const yPart = T.scatterAddRows(T.mul(ys, wSel), tokenOf, N); // (N, H); dropped assignments add nothing
+  const y = par ? par.combine(yPart) : yPart;
 
   let aux: Tensor | null = null;
   if (opts.auxLoss !== 'none') {

@@ -18,6 +18,7 @@ import { isMoeLayer, LAYOUTS, type ModelConfig, validateConfig } from './config.
 import { KVCache } from './kv-cache.js';
 import { DROPLESS, moeForward, type MoeOptions, type MoeWeights, type RouterStats } from './moe.js';
 import type { PagedKVCache } from './paged-kv.js';
+import { headSplit, shardPlan, slicedShape, sliceValues, type TensorParallelOps } from './shard.js';
 
 // ------------------------------------------------------------------ parameter layout
 
@@ -195,12 +196,17 @@ export class SkyworkMoE {
   private readonly embed: Matrix;
   private readonly finalNorm: Tensor;
   private readonly head: Matrix;
+  /** This rank's attention heads under tensor parallelism. */
+  private readonly heads?: { heads: number; kvHeads: number };
 
   private constructor(
     readonly config: ModelConfig,
     readonly params: Map<string, Param>,
     readonly backend: Backend,
+    /** Tensor parallelism: this rank holds its slices (model/shard.ts) and calls these at the seams. */
+    readonly tp?: TensorParallelOps,
   ) {
+    if (tp && tp.shard.size > 1) this.heads = headSplit(config, tp.shard);
     this.rope = T.ropeTables(config.maxPositions, config.headDim, config.ropeTheta, backend);
     const tensor = (name: string): Tensor => {
       const t = this.p(name);
@@ -246,24 +252,40 @@ export class SkyworkMoE {
     this.head = config.tieWordEmbeddings ? this.embed : matrix('lm_head.weight');
   }
 
-  /** A new model with random weights: N(0, initializer_range) matrices, unit norms. */
-  static create(config: ModelConfig, opts: { seed?: number; backend?: Backend } = {}): SkyworkMoE {
+  /**
+   * A new model with random weights: N(0, initializer_range) matrices, unit norms. With `tp`, this
+   * rank's slices of the weights the whole model would get from the same seed.
+   */
+  static create(config: ModelConfig, opts: { seed?: number; backend?: Backend; tp?: TensorParallelOps } = {}): SkyworkMoE {
     validateConfig(config);
     const backend = opts.backend ?? T.currentBackend();
     const rng = new T.Rng(opts.seed ?? 0);
+    const plan = opts.tp ? shardPlan(config, opts.tp.shard) : new Map();
     const params = new Map<string, Param>();
     for (const s of parameterSpecs(config)) {
-      const t = s.kind === 'norm' ? T.ones(s.shape, backend) : T.randn(s.shape, rng, config.initializerRange, backend);
+      let t = s.kind === 'norm' ? T.ones(s.shape, backend) : T.randn(s.shape, rng, config.initializerRange, backend);
+      const cut = plan.get(s.name);
+      if (cut) {
+        const whole = t;
+        t = T.tensor(sliceValues(whole.toFloat32(), s.shape, cut), slicedShape(s.shape, cut), 'f32', backend);
+        whole.dispose();
+      }
       params.set(s.name, T.keep(T.parameter(t, s.name)));
     }
-    return new SkyworkMoE(config, params, backend);
+    return new SkyworkMoE(config, params, backend, opts.tp);
   }
 
-  /** A model over existing weights (from a checkpoint); checks every name and shape. */
-  static fromParams(config: ModelConfig, tensors: Map<string, Param>, backend: Backend): SkyworkMoE {
+  /**
+   * A model over existing weights (from a checkpoint); checks every name and shape. With `tp`, the
+   * split weights must be this rank's slices (see sliceParams).
+   */
+  static fromParams(config: ModelConfig, tensors: Map<string, Param>, backend: Backend, tp?: TensorParallelOps): SkyworkMoE {
     validateConfig(config);
+    const plan = tp ? shardPlan(config, tp.shard) : new Map();
     const params = new Map<string, Param>();
-    for (const s of parameterSpecs(config)) {
+    for (const whole of parameterSpecs(config)) {
+      const cut = plan.get(whole.name);
+      const s = cut ? { ...whole, shape: slicedShape(whole.shape, cut) } : whole;
       const t = tensors.get(s.name);
       if (!t) throw new ModelError(`missing parameter '${s.name}' (expected shape [${s.shape}])`);
       const shape = t.shape;
@@ -273,7 +295,7 @@ export class SkyworkMoE {
       params.set(s.name, t instanceof T.Tensor ? T.parameter(t, s.name) : t);
     }
     for (const name of tensors.keys()) if (!params.has(name)) throw new ModelError(`unexpected parameter '${name}' for this config`);
-    return new SkyworkMoE(config, params, backend);
+    return new SkyworkMoE(config, params, backend, tp);
   }
 
   /** True when every weight is an f32 tensor in the heap (the model can be trained). */
@@ -300,6 +322,13 @@ export class SkyworkMoE {
   /** The dense SwiGLU MLP: down(silu(gate x) * up x). x (N, C) -> (N, C). */
   private denseMlp(m: DenseMlpWeights, x: Tensor): Tensor {
     return T.linear(T.swiglu(T.linear(x, m.gate), T.linear(x, m.up)), m.down);
+  }
+
+  /** Under expert data parallelism, the experts this rank holds; null under etp (every expert, a slice of each). */
+  private expertRange(tp: TensorParallelOps): [number, number] | null {
+    if (tp.shard.experts !== 'edp' || !this.config.numExperts) return null;
+    const cut = shardPlan(this.config, tp.shard).get(moeParamNames(this.config, this.layers.findIndex((l) => l.moe)).w1)!;
+    return [cut.from, cut.from + cut.count];
   }
 
   private positions(B: number, Tn: number, start: number, decoding: boolean): Tensor {
@@ -334,20 +363,28 @@ export class SkyworkMoE {
     const moeOpts = opts.moe ?? DROPLESS;
     const positions = this.positions(B, Tn, start, cache !== undefined);
     const moe: LayerOutput[] = [];
+    const tp = this.tp && this.tp.shard.size > 1 ? this.tp : undefined;
+    if (tp && cache) throw new ModelError('forward: a KV cache with tensor parallelism is not supported yet (train and score only)');
+    // the seams of tensor parallelism: input marked (gradient summed over the group), partial output reduced
+    const split = (x: Tensor, f: (x: Tensor) => Tensor) => (tp ? tp.reduce(f(tp.copy(x))) : f(x));
+    const parallel = tp
+      ? { experts: this.expertRange(tp), copy: (x: Tensor) => tp.copy(x), combine: (y: Tensor) => tp.reduce(y) }
+      : undefined;
 
     let x = T.embedding(this.embed, ids); // (B, T, C)
     for (let l = 0; l < c.numLayers; l++) {
       const w = this.layers[l]!;
-      const a = attentionBlock(T.rmsnorm(x, w.inputNorm, c.rmsNormEps), w.attention, c, this.rope, positions, cache ? { kv: cache, layer: l } : undefined);
+      const a = split(T.rmsnorm(x, w.inputNorm, c.rmsNormEps), (xn) => attentionBlock(xn, w.attention, c, this.rope, positions, cache ? { kv: cache, layer: l } : undefined, this.heads));
       const h = T.add(x, a); // (B, T, C)
       const hn = T.reshape(T.rmsnorm(h, w.postNorm, c.rmsNormEps), [B * Tn, c.hiddenSize]); // (N, C)
       let f: Tensor; // (N, C)
       if (w.moe) {
         const bias = opts.expertBias?.[l];
-        const out = moeForward(hn, w.moe, c, bias ? { ...moeOpts, expertBias: bias } : moeOpts);
+        const o = parallel ? { ...moeOpts, parallel } : moeOpts;
+        const out = moeForward(hn, w.moe, c, bias ? { ...o, expertBias: bias } : o);
         moe.push({ layer: l, aux: out.aux, zLoss: out.zLoss, stats: out.stats });
         f = out.y;
-      } else f = this.denseMlp(w.mlp!, hn);
+      } else f = split(hn, (h) => this.denseMlp(w.mlp!, h));
       x = T.add(h, T.reshape(f, [B, Tn, c.hiddenSize])); // (B, T, C)
     }
     const logits = T.linear(T.rmsnorm(x, this.finalNorm, c.rmsNormEps), this.head); // (B, T, V)
