@@ -10,6 +10,7 @@
  * rank ends with the same bits (the all-gather copies the reduced chunks), so a run repeats exactly.
  * As with NCCL, all ranks of a group must issue the group's collectives in the same order.
  */
+import { unevenSplit } from '../../model/shard.js';
 import { Fabric, type FabricSpec } from './fabric.js';
 
 export type CollectiveKind = 'all-reduce' | 'all-gather' | 'reduce-scatter' | 'all-to-all' | 'broadcast' | 'p2p' | 'barrier' | 'counts';
@@ -22,11 +23,8 @@ export interface CommStat {
   bytes: number;
 }
 
-/** Split n items over p parts as evenly as possible, the extra ones on the first parts. */
-export function evenCounts(n: number, p: number): number[] {
-  const q = Math.floor(n / p), r = n % p;
-  return Array.from({ length: p }, (_, i) => q + (i < r ? 1 : 0));
-}
+/** Split n items over p parts as evenly as possible, the extra ones on the first parts (the TP head split's rule). */
+export const evenCounts = unevenSplit;
 
 function offsets(counts: readonly number[]): number[] {
   const o = [0];
