@@ -148,7 +148,11 @@ export class GgufReader {
         if (pos + n > buf.length) {
           const next = Buffer.alloc(Math.min(size, Math.max(pos + n, 2 * buf.length, 1 << 16)));
           buf.copy(next);
-          readSync(fd, next, buf.length, next.length - buf.length, buf.length);
+          try {
+            readSync(fd, next, buf.length, next.length - buf.length, buf.length);
+          } catch (e) {
+            throw new GgufError(path, `read failed at byte ${buf.length} (${(e as Error).message})`);
+          }
           buf = next;
         }
       };
@@ -255,7 +259,12 @@ export class GgufReader {
     const out = new Uint8Array(t.bytes);
     let done = 0;
     while (done < out.length) {
-      const got = readSync(this.fd, out, done, out.length - done, this.dataStart + t.offset + done);
+      let got: number;
+      try {
+        got = readSync(this.fd, out, done, out.length - done, this.dataStart + t.offset + done);
+      } catch (e) {
+        throw new GgufError(this.path, `read failed in tensor '${name}' (${(e as Error).message})`);
+      }
       if (got === 0) throw new GgufError(this.path, `unexpected end of file in tensor '${name}'`);
       done += got;
     }

@@ -49,6 +49,18 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** A value of a hostile index for a message: short, and never a RangeError when nested too deeply to print. */
+function describe(v: unknown): string {
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(v);
+  } catch {
+    return Array.isArray(v) ? 'a deeply nested array' : 'a deeply nested object';
+  }
+  if (s === undefined) return String(v);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
 /** Read and validate an index file; shard names must be plain file names inside the directory. */
 function readIndex(path: string): IndexFile {
   let text: string;
@@ -72,7 +84,7 @@ function readIndex(path: string): IndexFile {
   for (const name of Object.keys(wm)) {
     const file = wm[name];
     if (typeof file !== 'string' || file === '' || file === '.' || file === '..' || /[/\\]/.test(file)) {
-      throw new SafetensorsError(path, `weight_map entry for tensor ${JSON.stringify(name)} is not a shard file name in this directory (got ${JSON.stringify(file)})`);
+      throw new SafetensorsError(path, `weight_map entry for tensor ${JSON.stringify(name)} is not a shard file name in this directory (got ${describe(file)})`);
     }
     weightMap.set(name, file);
   }

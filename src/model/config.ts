@@ -108,6 +108,19 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * A value read from config.json, as JSON text for a message. A value nested too deeply to print (a
+ * hostile file) is described in words, so the ConfigError naming the file and field is what the
+ * caller sees rather than a RangeError escaping from JSON.stringify.
+ */
+function jsonText(v: unknown): string {
+  try {
+    return String(JSON.stringify(v));
+  } catch {
+    return Array.isArray(v) ? 'a deeply nested array' : 'a deeply nested object';
+  }
+}
+
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
 
@@ -214,7 +227,7 @@ const olmoeSchema = z.looseObject({
 
 function describeIssue(issue: z.core.$ZodIssue, raw: Record<string, unknown>): string {
   const field = issue.path.join('.') || '(root)';
-  const got = issue.path.length ? JSON.stringify(issue.path.reduce<unknown>((o, k) => (o as Record<PropertyKey, unknown>)?.[k as PropertyKey], raw)) : typeof raw;
+  const got = issue.path.length ? jsonText(issue.path.reduce<unknown>((o, k) => (o as Record<PropertyKey, unknown>)?.[k as PropertyKey], raw)) : typeof raw;
   return `field '${field}': ${issue.message} (got ${got ?? 'nothing'})`;
 }
 
@@ -296,7 +309,7 @@ function layoutFields(o: Record<string, unknown>, file?: string): { base: Base; 
       };
     }
     default:
-      throw new ConfigError(`field 'model_type': expected one of ${MODEL_TYPES.map((t) => `'${t}'`).join(', ')} (got ${JSON.stringify(mt)})`, file);
+      throw new ConfigError(`field 'model_type': expected one of ${MODEL_TYPES.map((t) => `'${t}'`).join(', ')} (got ${jsonText(mt)})`, file);
   }
 }
 
@@ -305,9 +318,9 @@ function ropeParametersTheta(v: unknown, file?: string): number | undefined {
   if (v === undefined || v === null) return undefined;
   const p = v as Record<string, unknown>;
   if (typeof v !== 'object' || Array.isArray(v) || (p.rope_type ?? p.type ?? 'default') !== 'default') {
-    throw new ConfigError(`field 'rope_parameters': ${JSON.stringify(v)} is not supported by skymoe (only rope_type 'default': plain RoPE without scaling)`, file);
+    throw new ConfigError(`field 'rope_parameters': ${jsonText(v)} is not supported by skymoe (only rope_type 'default': plain RoPE without scaling)`, file);
   }
-  if (p.rope_theta !== undefined && !(typeof p.rope_theta === 'number' && p.rope_theta > 0)) throw new ConfigError(`field 'rope_parameters.rope_theta': expected a positive number, got ${JSON.stringify(p.rope_theta)}`, file);
+  if (p.rope_theta !== undefined && !(typeof p.rope_theta === 'number' && p.rope_theta > 0)) throw new ConfigError(`field 'rope_parameters.rope_theta': expected a positive number, got ${jsonText(p.rope_theta)}`, file);
   return p.rope_theta as number | undefined;
 }
 
@@ -327,12 +340,22 @@ export function configFromHF(raw: unknown, file?: string): ModelConfig {
     ['sliding_window', (v: unknown) => qwen || v === null || v === undefined, 'null: sliding-window attention is not implemented'],
     ['tie_word_embeddings', (v: unknown) => v === undefined || typeof v === 'boolean', 'a boolean'],
   ] as const) {
-    if (!ok(o[field])) throw new ConfigError(`field '${field}': ${JSON.stringify(o[field])} is not supported by skymoe (expected ${expected})`, file);
+    if (!ok(o[field])) throw new ConfigError(`field '${field}': ${jsonText(o[field])} is not supported by skymoe (expected ${expected})`, file);
   }
   const ropeTheta = ropeParametersTheta(o.rope_parameters, file);
   checkQuantization(o.quantization_config, file);
   const extra: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) if (!KNOWN.has(k)) extra[k] = v;
+  for (const [k, v] of Object.entries(o)) {
+    if (KNOWN.has(k)) continue;
+    // Kept to be written back on save: a value JSON cannot write (nested too deeply) is refused
+    // here, naming the field, rather than failing as a RangeError when a checkpoint is saved.
+    try {
+      JSON.stringify(v);
+    } catch {
+      throw new ConfigError(`field '${k}': ${jsonText(v)} cannot be written back to config.json`, file);
+    }
+    extra[k] = v;
+  }
   const { base, f } = layoutFields(o, file);
   const heads = base.num_attention_heads;
   const kvHeads = base.num_key_value_heads ?? heads;
@@ -396,11 +419,11 @@ function checkQuantization(qc: unknown, file?: string): void {
   const bad = (field: string, msg: string) => {
     throw new ConfigError(`field 'quantization_config${field}': ${msg}`, file);
   };
-  if (typeof qc !== 'object' || Array.isArray(qc)) bad('', `expected an object, got ${JSON.stringify(qc)}`);
+  if (typeof qc !== 'object' || Array.isArray(qc)) bad('', `expected an object, got ${jsonText(qc)}`);
   const q = qc as Record<string, unknown>;
-  if (q.quant_method !== 'fp8') bad('.quant_method', `${JSON.stringify(q.quant_method)} is not supported by skymoe (expected "fp8": F8_E4M3 weights with a weight_scale)`);
-  if (q.activation_scheme !== undefined && q.activation_scheme !== 'dynamic' && q.activation_scheme !== 'static') bad('.activation_scheme', `expected "dynamic" or "static", got ${JSON.stringify(q.activation_scheme)}`);
-  if (q.weight_block_size !== undefined && q.weight_block_size !== null) bad('.weight_block_size', `block-wise FP8 scales ${JSON.stringify(q.weight_block_size)} are not supported (per-tensor and per-row scales are)`);
+  if (q.quant_method !== 'fp8') bad('.quant_method', `${jsonText(q.quant_method)} is not supported by skymoe (expected "fp8": F8_E4M3 weights with a weight_scale)`);
+  if (q.activation_scheme !== undefined && q.activation_scheme !== 'dynamic' && q.activation_scheme !== 'static') bad('.activation_scheme', `expected "dynamic" or "static", got ${jsonText(q.activation_scheme)}`);
+  if (q.weight_block_size !== undefined && q.weight_block_size !== null) bad('.weight_block_size', `block-wise FP8 scales ${jsonText(q.weight_block_size)} are not supported (per-tensor and per-row scales are)`);
 }
 
 /** Checks that tie fields together (also run on presets and programmatic configs): can this model be computed? */

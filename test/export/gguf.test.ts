@@ -6,13 +6,13 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createBackend } from '../../src/backend/index.js';
 import { exportGguf, permuteRopeRows } from '../../src/export/gguf.js';
 import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from '../../src/io/dtypes.js';
-import { decodeGgml, GgufReader, quantizeQ8_0 } from '../../src/io/gguf.js';
+import { decodeGgml, GgufError, GgufReader, quantizeQ8_0 } from '../../src/io/gguf.js';
 import { loadModel, readConfig } from '../../src/io/hf.js';
 import { openCheckpoint } from '../../src/io/sharded.js';
 import { loadTokenizer } from '../../src/io/tokenizer/index.js';
@@ -163,6 +163,10 @@ test('models llama.cpp cannot compute are refused, naming why; damaged GGUF file
   bad.write('GGUX', 0);
   writeFileSync(cut, bad);
   assert.throws(() => GgufReader.open(cut), /cut\.gguf: not a GGUF file/);
+  // A directory in place of the file: a GgufError naming it, not the EISDIR of readSync.
+  const dir = join(work, 'dir.gguf');
+  mkdirSync(dir);
+  assert.throws(() => GgufReader.open(dir), (e: Error) => e instanceof GgufError && e.message.startsWith(`${dir}: read failed`) && /EISDIR/.test(e.message));
 });
 
 test("llama.cpp's greedy continuation of the exported f32 GGUF equals skymoe's for 32 tokens", async (t) => {

@@ -222,6 +222,13 @@ test('index and shard faults name the index or shard at fault', () => {
   single.close();
 });
 
+test('a weight_map entry nested too deeply to print is a SafetensorsError naming the index, not a RangeError', () => {
+  const d = newDir();
+  const index = join(d, INDEX_FILE);
+  writeFileSync(index, `{"metadata": {}, "weight_map": {"a": ${'['.repeat(100_000)}${']'.repeat(100_000)}}}`);
+  assertSafetensorsError(() => openCheckpoint(d), index, /weight_map entry for tensor "a" is not a shard file name in this directory \(got a deeply nested array\)/);
+});
+
 test('writeSharded reports bad tensors before touching the directory', () => {
   const d = newDir();
   const f = new Float32Array(2);

@@ -215,4 +215,17 @@ describe('added tokens', () => {
     assert.ok(!t.encode('a<b>').includes(4), 'a special token from plain text');
     assert.deepEqual(t.encode('xaBy'), [0, 5, 0], 'a plain normalized token matches without allowSpecial');
   });
+
+  it('a normalized added token whose normalized content is empty matches nothing (encoding used to loop forever)', () => {
+    const vocab = new Map(['<unk>', 'a', 'b', ' '].map((t, i) => [t, i]));
+    const t = new Tokenizer({
+      model: new BpeModel({ vocab, merges: [], byteLevel: false, unkToken: '<unk>', fuseUnk: true }),
+      // Strip turns '\t' into '': an empty alternative in the matcher matched at every position.
+      addedTokens: [{ id: 4, content: '\t', special: false, normalized: true }, { id: 5, content: 'ab', special: false, normalized: true }],
+      normalizer: { type: 'Strip', strip_left: true, strip_right: true },
+      decoder: null,
+    });
+    assert.deepEqual(t.encode(' a ab a '), [1, 3, 5, 3, 1]);
+    assert.deepEqual(t.encode(''), []);
+  });
 });

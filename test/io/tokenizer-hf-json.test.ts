@@ -1,6 +1,6 @@
 /** tokenizer.json / tokenizer_config.json: save/load round trips, Llama-3-style files, corrupt files. */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -272,6 +272,36 @@ describe('corrupt and unsupported files', () => {
     assert.equal(t.byteLevel, false);
     assert.deepEqual(t.encode('a', { addSpecialTokens: false }), [t.tokenToId('a')]);
     assert.deepEqual(t.encode('\u1e00\u1e01', { addSpecialTokens: false }), []);
+  });
+
+  it('values nested too deeply to print are TokenizerErrors naming the file and field, not RangeErrors', async () => {
+    // JSON.parse reads 100,000 nested arrays; JSON.stringify of them in a message overflowed the stack.
+    const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+    const nested = (set: (j: Record<string, any>) => void): string => {
+      const j = good();
+      set(j);
+      return JSON.stringify(j).replace('"@DEEP@"', deep);
+    };
+    await expectError('deep-normalizer', nested((j) => (j.normalizer = { type: '@DEEP@' })), /normalizer\.type: unsupported normalizer a deeply nested array/);
+    await expectError('deep-pre', nested((j) => (j.pre_tokenizer = { type: '@DEEP@' })), /pre_tokenizer\.type: unsupported pre-tokenizer type a deeply nested array/);
+    await expectError('deep-decoder', nested((j) => (j.decoder = { type: '@DEEP@' })), /decoder\.type: unsupported decoder type a deeply nested array/);
+    await expectError('deep-post', nested((j) => (j.post_processor = { type: '@DEEP@' })), /post_processor\.type: unsupported post-processor type a deeply nested array/);
+    await expectError('deep-model', nested((j) => (j.model.type = '@DEEP@')), /model\.type: unsupported model type a deeply nested array/);
+    await expectError('deep-merge', nested((j) => (j.model.merges[0] = '@DEEP@')), /model\.merges\[0\]: expected .* got a deeply nested array/);
+    await expectError('deep-id', nested((j) => (j.model.vocab.a = '@DEEP@')), /model\.vocab: token "a" has non-numeric id a deeply nested array/);
+    // The post_processor is written back as read: one JSON cannot write is refused at load, not when a checkpoint is saved.
+    await expectError('deep-post-extra', nested((j) => (j.post_processor = { type: 'ByteLevel', extra: '@DEEP@' })), /post_processor: nested too deeply to be written back/);
+  });
+
+  it('a directory in place of tokenizer.json, tokenizer_config.json or tokenizer.model is a TokenizerError naming it', async () => {
+    for (const name of ['tokenizer.json', 'tokenizer_config.json', 'tokenizer.model']) {
+      const d = join(dir, `dir-${name}`);
+      await rm(d, { recursive: true, force: true });
+      if (name !== 'tokenizer.model') await saveTokenizer(d, tok);
+      await rm(join(d, name), { force: true });
+      await mkdir(join(d, name), { recursive: true });
+      await assert.rejects(loadTokenizer(d), (e: unknown) => e instanceof TokenizerError && e.message.includes(join(d, name)) && /cannot read \(EISDIR/.test(e.message));
+    }
   });
 
   it('a config naming a bos token that does not exist', async () => {

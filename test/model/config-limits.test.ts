@@ -38,3 +38,24 @@ test('sizes larger than any model are refused when config.json is read, naming i
   writeFileSync(join(ok, 'config.json'), JSON.stringify(fixture));
   assert.equal(readConfig(ok).numExperts, 64);
 });
+
+test('values nested too deeply to print are ConfigErrors naming the file and field, not RangeErrors', () => {
+  // JSON.parse reads 100,000 nested arrays; JSON.stringify of them (in a message, or when a
+  // checkpoint saves the config back) overflowed the stack.
+  const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+  const cases: [string, RegExp][] = [
+    ['hidden_act', /field 'hidden_act': .*\(got a deeply nested array\)/],
+    ['model_type', /field 'model_type': expected one of .*\(got a deeply nested array\)/],
+    ['rope_scaling', /field 'rope_scaling': a deeply nested array is not supported by skymoe/],
+    ['rope_parameters', /field 'rope_parameters': a deeply nested array is not supported by skymoe/],
+    ['quantization_config', /field 'quantization_config': expected an object, got a deeply nested array/],
+    // Unknown fields are written back on save: one JSON cannot write is refused when read.
+    ['attention_dropout', /field 'attention_dropout': a deeply nested array cannot be written back to config\.json/],
+  ];
+  for (const [field, re] of cases) {
+    const dir = join(work, `deep-${field}`);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...fixture, [field]: '@DEEP@' }).replace('"@DEEP@"', deep));
+    assert.throws(() => readConfig(dir), (e: Error) => e instanceof ConfigError && e.message.includes(join(dir, 'config.json')) && re.test(e.message), field);
+  }
+});

@@ -6,7 +6,7 @@
  * Face tokenizers (Rust), including U+FFFD for each byte of an invalid `<0xXX>` run.
  */
 import { CHAR_TO_BYTE } from './byte-level.js';
-import { TokenizerError } from './errors.js';
+import { jsonText, TokenizerError } from './errors.js';
 import { parsePattern, patternRegex, type Pattern } from './normalize.js';
 
 export type DecoderSpec =
@@ -62,7 +62,7 @@ export function parseDecoder(json: unknown, field: string, file?: string): Decod
       if (typeof replacement !== 'string' || [...replacement].length !== 1) return fail('expected a single character', `${field}.replacement`);
       let scheme = json.prepend_scheme;
       if (scheme === undefined) scheme = flag('add_prefix_space', true) ? 'always' : 'never';
-      if (scheme !== 'always' && scheme !== 'first' && scheme !== 'never') return fail(`expected "always", "first" or "never", got ${JSON.stringify(scheme)}`, `${field}.prepend_scheme`);
+      if (scheme !== 'always' && scheme !== 'first' && scheme !== 'never') return fail(`expected "always", "first" or "never", got ${jsonText(scheme)}`, `${field}.prepend_scheme`);
       return { type: 'Metaspace', replacement, prepend_scheme: scheme, split: flag('split', true) };
     }
     case 'BPEDecoder': {
@@ -77,7 +77,7 @@ export function parseDecoder(json: unknown, field: string, file?: string): Decod
       return { type: 'Sequence', decoders: parts as DecoderSpec[] };
     }
     default:
-      return fail(`unsupported decoder type ${JSON.stringify(json.type)} (supported: ${SUPPORTED})`, `${field}.type`);
+      return fail(`unsupported decoder type ${jsonText(json.type)} (supported: ${SUPPORTED})`, `${field}.type`);
   }
 }
 

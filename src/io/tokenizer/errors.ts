@@ -15,3 +15,16 @@ export class TokenizerError extends Error {
     super([file, field, message].filter((s) => s !== undefined && s !== '').join(': '));
   }
 }
+
+/**
+ * A value read from a file, as JSON text for a message. A value nested too deeply to print (a
+ * hostile file) is described in words: the caller's TokenizerError names the file and field,
+ * rather than a RangeError escaping from JSON.stringify.
+ */
+export function jsonText(v: unknown): string {
+  try {
+    return String(JSON.stringify(v));
+  } catch {
+    return Array.isArray(v) ? 'a deeply nested array' : 'a deeply nested object';
+  }
+}

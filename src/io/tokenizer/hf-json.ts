@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { writeFileAtomic, writeFully } from '../atomic.js';
 import { BpeModel } from './bpe.js';
 import { parseDecoder } from './decoders.js';
-import { TokenizerError } from './errors.js';
+import { jsonText, TokenizerError } from './errors.js';
 import { parseNormalizer } from './normalize.js';
 import { parsePreTokenizer, type PreTokenizerSpec } from './pretokenize.js';
 import { tokenizerFromSentencePiece } from './sentencepiece.js';
@@ -57,6 +57,13 @@ export function tokenizerFromJson(json: unknown, file = 'tokenizer.json', config
   const preTokenizer = json.pre_tokenizer === null || json.pre_tokenizer === undefined ? null : parsePreTokenizer(json.pre_tokenizer, 'pre_tokenizer', file);
   const decoder = parseDecoder(json.decoder, 'decoder', file);
   const template = parsePostProcessor(json.post_processor, 'post_processor', fail);
+  // The post_processor is written back as read (saveTokenizer): one JSON cannot write (nested too
+  // deeply) is refused here, not as a RangeError when a checkpoint is saved.
+  try {
+    JSON.stringify(json.post_processor);
+  } catch {
+    fail('nested too deeply to be written back', 'post_processor');
+  }
   const byteLevel = preTokenizer !== null && hasByteLevel(preTokenizer);
   const model = parseModel(json.model, byteLevel, file, fail);
 
@@ -87,7 +94,7 @@ function parseModel(model: unknown, byteLevel: boolean, file: string, fail: Fail
     if (!Array.isArray(model.vocab)) return fail('expected an array of [piece, score]', 'model.vocab');
     const pieces = model.vocab.map((e: unknown, i): [string, number] => {
       if (Array.isArray(e) && e.length === 2 && typeof e[0] === 'string' && typeof e[1] === 'number') return [e[0], e[1]];
-      return fail(`expected [piece, score], got ${JSON.stringify(e)}`, `model.vocab[${i}]`);
+      return fail(`expected [piece, score], got ${jsonText(e)}`, `model.vocab[${i}]`);
     });
     const unkId = model.unk_id ?? null;
     if (unkId !== null && !Number.isInteger(unkId)) fail('expected an integer or null', 'model.unk_id');
@@ -95,7 +102,7 @@ function parseModel(model: unknown, byteLevel: boolean, file: string, fail: Fail
     return new UnigramModel({ pieces, unkId: unkId as number | null, byteFallback: model.byte_fallback === true, file });
   }
   if (type !== 'BPE') {
-    return fail(`unsupported model type ${JSON.stringify(type)} (supported: "BPE", byte-level or with byte_fallback, and "Unigram")`, 'model.type');
+    return fail(`unsupported model type ${jsonText(type)} (supported: "BPE", byte-level or with byte_fallback, and "Unigram")`, 'model.type');
   }
   if (model.dropout !== null && model.dropout !== undefined && model.dropout !== 0) fail('unsupported BPE dropout (encoding would be random)', 'model.dropout');
   const optString = (key: string): string | null => {
@@ -112,7 +119,7 @@ function parseModel(model: unknown, byteLevel: boolean, file: string, fail: Fail
   if (!isObject(model.vocab)) return fail('missing or not an object', 'model.vocab');
   const vocab = new Map<string, number>();
   for (const [token, id] of Object.entries(model.vocab)) {
-    if (typeof id !== 'number') fail(`token ${JSON.stringify(token)} has non-numeric id ${JSON.stringify(id)}`, 'model.vocab');
+    if (typeof id !== 'number') fail(`token ${JSON.stringify(token)} has non-numeric id ${jsonText(id)}`, 'model.vocab');
     vocab.set(token, id as number);
   }
   if (!Array.isArray(model.merges)) return fail('missing or not an array', 'model.merges');
@@ -124,7 +131,7 @@ function parseModel(model: unknown, byteLevel: boolean, file: string, fail: Fail
     } else if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string') {
       return [m[0], m[1]];
     }
-    return fail(`expected "left right" or ["left", "right"], got ${JSON.stringify(m)}`, `model.merges[${i}]`);
+    return fail(`expected "left right" or ["left", "right"], got ${jsonText(m)}`, `model.merges[${i}]`);
   });
   // Validate the ids before the model indexes by them (duplicates are named by Tokenizer).
   for (const [token, id] of vocab) if (!isTokenId(id)) fail(`token ${JSON.stringify(token)} has invalid id ${id} (ids are integers in [0, 2^31))`, 'model.vocab');
@@ -175,7 +182,7 @@ function parsePostProcessor(p: unknown, field: string, fail: Fail): Template {
     return { prefix: [tok('cls')], suffix: [tok('sep')] };
   }
   if (p.type !== 'TemplateProcessing') {
-    return fail(`unsupported post-processor type ${JSON.stringify(p.type)} (supported: TemplateProcessing, BertProcessing, RobertaProcessing, ByteLevel, Sequence)`, `${field}.type`);
+    return fail(`unsupported post-processor type ${jsonText(p.type)} (supported: TemplateProcessing, BertProcessing, RobertaProcessing, ByteLevel, Sequence)`, `${field}.type`);
   }
   if (!Array.isArray(p.single)) return fail('expected an array', `${field}.single`);
   const out: Template = { prefix: [], suffix: [] };
@@ -187,13 +194,13 @@ function parsePostProcessor(p: unknown, field: string, fail: Fail): Template {
       // special_tokens may expand a name into several ids; only the one-token form is supported.
       const entry = isObject(p.special_tokens) ? p.special_tokens[id] : undefined;
       if (isObject(entry) && Array.isArray(entry.tokens) && (entry.tokens.length !== 1 || entry.tokens[0] !== id)) {
-        fail(`special token ${JSON.stringify(id)} expands to ${JSON.stringify(entry.tokens)}; only single-token entries are supported`, `${field}.special_tokens`);
+        fail(`special token ${JSON.stringify(id)} expands to ${jsonText(entry.tokens)}; only single-token entries are supported`, `${field}.special_tokens`);
       }
       (seenSequence ? out.suffix : out.prefix).push(id);
     } else if (isObject(piece) && isObject(piece.Sequence) && piece.Sequence.id === 'A' && !seenSequence) {
       seenSequence = true;
     } else {
-      fail(`unsupported template piece ${JSON.stringify(piece)}`, at);
+      fail(`unsupported template piece ${jsonText(piece)}`, at);
     }
   });
   if (!seenSequence) fail('template has no {"Sequence": {"id": "A"}}', `${field}.single`);
@@ -251,7 +258,7 @@ function parseRoles(config: unknown, file: string, known: (t: string) => boolean
     if (v === null || v === undefined) continue;
     if (typeof v === 'string') roles[role] = v;
     else if (isObject(v) && typeof v.content === 'string') roles[role] = v.content;
-    else throw new TokenizerError(`expected a string or {"content": string}, got ${JSON.stringify(v)}`, file, field);
+    else throw new TokenizerError(`expected a string or {"content": string}, got ${jsonText(v)}`, file, field);
     if (!known(roles[role]!)) throw new TokenizerError(`${JSON.stringify(roles[role])} is not a token of tokenizer.json`, file, field);
   }
   return roles;
@@ -270,7 +277,7 @@ function parseChatTemplate(config: unknown, file: string): string | Record<strin
     const named: Record<string, string> = {};
     v.forEach((e: unknown, i) => {
       if (!isObject(e) || typeof e.name !== 'string' || typeof e.template !== 'string') {
-        throw new TokenizerError(`expected {"name": string, "template": string}, got ${JSON.stringify(e)}`, file, `chat_template[${i}]`);
+        throw new TokenizerError(`expected {"name": string, "template": string}, got ${jsonText(e)}`, file, `chat_template[${i}]`);
       }
       named[e.name] = e.template;
     });
@@ -397,11 +404,8 @@ export async function loadTokenizer(path: string): Promise<Tokenizer> {
     }
   }
   const configFile = join(dirname(file), 'tokenizer_config.json');
-  const config = await readJson(configFile).catch((e: unknown) => {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  });
-  if (file.endsWith('.model')) return tokenizerFromSentencePiece(await readFile(file), file, config, configFile);
+  const config = (await exists(configFile)) ? await readJson(configFile) : undefined;
+  if (file.endsWith('.model')) return tokenizerFromSentencePiece(await readBytes(file), file, config, configFile);
   return tokenizerFromJson(await readJson(file), file, config, configFile);
 }
 
@@ -412,8 +416,17 @@ async function exists(p: string): Promise<boolean> {
   );
 }
 
+/** A file's bytes; a file that cannot be read (a directory in its place, ...) is a TokenizerError naming it. */
+async function readBytes(file: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (e) {
+    throw new TokenizerError(`cannot read (${(e as Error).message})`, file);
+  }
+}
+
 async function readJson(file: string): Promise<unknown> {
-  const text = await readFile(file, 'utf8');
+  const text = (await readBytes(file)).toString('utf8');
   try {
     return JSON.parse(text) as unknown;
   } catch (e) {

@@ -6,7 +6,7 @@
  * Semantics are those of Hugging Face tokenizers (Rust): Prepend only touches non-empty text,
  * Replace replaces every match, Strip trims Unicode whitespace.
  */
-import { TokenizerError } from './errors.js';
+import { jsonText, TokenizerError } from './errors.js';
 import { charsmapFromBase64, PrecompiledCharsMap } from './precompiled.js';
 import { compileHfRegex } from './pretokenize.js';
 
@@ -65,7 +65,7 @@ export function parseNormalizer(json: unknown, field: string, file?: string): No
     case 'Precompiled':
       return { type: 'Precompiled', precompiled_charsmap: str('precompiled_charsmap') };
     default:
-      return fail(`unsupported normalizer ${JSON.stringify(json.type)} (supported: ${SUPPORTED})`, `${field}.type`);
+      return fail(`unsupported normalizer ${jsonText(json.type)} (supported: ${SUPPORTED})`, `${field}.type`);
   }
 }
 

@@ -5,7 +5,7 @@
  * five delimiter behaviours, Metaspace (SentencePiece's "▁" for spaces, with its prepend scheme
  * and optional split), Digits, Whitespace, WhitespaceSplit, and a Sequence of those.
  */
-import { TokenizerError } from './errors.js';
+import { jsonText, TokenizerError } from './errors.js';
 import { parsePattern, patternRegex, type Pattern } from './normalize.js';
 
 /** GPT-2's word pattern, which ByteLevel with `use_regex: true` splits on. */
@@ -376,7 +376,7 @@ export function parsePreTokenizer(json: unknown, field: string, file?: string): 
     case 'Split': {
       const pattern = parsePattern(o.pattern, `${field}.pattern`, file);
       const behavior = o.behavior as SplitBehavior;
-      if (!BEHAVIORS.includes(behavior)) fail(`unknown split behavior ${JSON.stringify(o.behavior)} (expected one of ${BEHAVIORS.join(', ')})`, `${field}.behavior`);
+      if (!BEHAVIORS.includes(behavior)) fail(`unknown split behavior ${jsonText(o.behavior)} (expected one of ${BEHAVIORS.join(', ')})`, `${field}.behavior`);
       return { type: 'Split', pattern, behavior, invert: flag('invert', false) };
     }
     case 'Metaspace': {
@@ -385,7 +385,7 @@ export function parsePreTokenizer(json: unknown, field: string, file?: string): 
       // Files before tokenizers 0.19 say add_prefix_space instead of prepend_scheme.
       let scheme = o.prepend_scheme;
       if (scheme === undefined) scheme = flag('add_prefix_space', true) ? 'always' : 'never';
-      if (scheme !== 'always' && scheme !== 'first' && scheme !== 'never') return fail(`expected "always", "first" or "never", got ${JSON.stringify(scheme)}`, `${field}.prepend_scheme`);
+      if (scheme !== 'always' && scheme !== 'first' && scheme !== 'never') return fail(`expected "always", "first" or "never", got ${jsonText(scheme)}`, `${field}.prepend_scheme`);
       return { type: 'Metaspace', replacement, prepend_scheme: scheme, split: flag('split', true) };
     }
     case 'Digits':
@@ -400,7 +400,7 @@ export function parsePreTokenizer(json: unknown, field: string, file?: string): 
     }
     default:
       return fail(
-        `unsupported pre-tokenizer type ${JSON.stringify(o.type)} (supported: ByteLevel, Split, Metaspace, Digits, Whitespace, WhitespaceSplit, Sequence)`,
+        `unsupported pre-tokenizer type ${jsonText(o.type)} (supported: ByteLevel, Split, Metaspace, Digits, Whitespace, WhitespaceSplit, Sequence)`,
         `${field}.type`,
       );
   }

@@ -335,9 +335,11 @@ export class Tokenizer {
 }
 
 function matcher(tokens: readonly AddedToken[]): AddedMatcher | undefined {
-  if (tokens.length === 0) return undefined;
   const byContent = new Map<string, AddedToken>();
-  for (const t of tokens) if (!byContent.has(t.content)) byContent.set(t.content, t);
+  // A token whose normalized content is empty (' ' under a Strip normalizer) matches nothing: an
+  // empty alternative would match at every position and splitAdded would never advance.
+  for (const t of tokens) if (t.content !== '' && !byContent.has(t.content)) byContent.set(t.content, t);
+  if (byContent.size === 0) return undefined;
   // Longest first: at one position the longest token wins (leftmost-longest, as HF).
   const sorted = [...byContent.keys()].sort((a, b) => b.length - a.length || (a < b ? -1 : a > b ? 1 : 0));
   return { re: new RegExp(sorted.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'gu'), byContent };
