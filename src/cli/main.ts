@@ -166,7 +166,7 @@ program
   .option('--bias-rate <x>', 'aux-loss-free bias update rate (default 1e-3)', number)
   .option('--z-loss <x>', 'router z-loss coefficient (default 0: off)', number)
   .option('--val-fraction <x>', 'held-out fraction of the corpus (default 0.05)', number, 0.05)
-  .option('--layout <spec>', 'data-parallel ranks as worker threads, in the planner\'s notation: dp=N (--accum a multiple of N)')
+  .option('--layout <spec>', 'ranks as worker threads, in the planner\'s notation: tp=T,dp=D[,expert=edp|etp] (--accum a multiple of D)')
   .option('--zero <0|1>', 'with --layout dp=N: 1 shards AdamW\'s moments over the ranks (ZeRO-1, the default), 0 replicates them', number)
   .addOption(backendOption())
   .addOption(threadsOption())

@@ -20,6 +20,15 @@ export function isDecayed(p: Tensor): boolean {
   return p.rank >= 2;
 }
 
+/**
+ * The gradient norm of a model spread over ranks: each rank weighs its parameters' squared sums
+ * (1 for a slice, 1/ranks for a parameter every rank holds whole) and `reduce` sums them over the ranks.
+ */
+export interface GlobalNorm {
+  weight(p: Tensor): number;
+  reduce(localSumOfSquares: number): number;
+}
+
 export class AdamW {
   /** Optimizer steps taken. */
   step = 0;
@@ -44,18 +53,19 @@ export class AdamW {
   }
 
   /** Global L2 norm of all gradients (missing gradients count as zero). */
-  gradNorm(): number {
+  gradNorm(global?: GlobalNorm): number {
     let s = 0;
-    for (const p of this.params) if (p.grad) s += T.sumSquares(p.grad);
-    return Math.sqrt(s);
+    for (const p of this.params) if (p.grad) s += (global?.weight(p) ?? 1) * T.sumSquares(p.grad);
+    return Math.sqrt(global ? global.reduce(s) : s);
   }
 
   /**
    * Scale gradients by min(1, maxNorm / (norm + 1e-6)), as torch.nn.utils.clip_grad_norm_ does;
-   * returns the norm before clipping.
+   * returns the norm before clipping. `global`: the norm of a model whose parameters are spread
+   * over ranks (tensor parallelism).
    */
-  clipGradNorm(maxNorm: number): number {
-    const norm = this.gradNorm();
+  clipGradNorm(maxNorm: number, global?: GlobalNorm): number {
+    const norm = this.gradNorm(global);
     const coef = maxNorm / (norm + 1e-6);
     if (maxNorm > 0 && coef < 1) for (const p of this.params) if (p.grad) T.scaleInPlace(p.grad, coef);
     return norm;

@@ -1,8 +1,9 @@
 /**
- * `skymoe train --layout dp=N`: the run on N data-parallel ranks (worker threads, see
- * parallel/runtime/ranks.ts). Every rank builds the same model, draws the same batches and runs
- * its share of each step's micro-batches; rank 0 writes metrics and checkpoints in the usual
- * layout, so a run started here resumes on one rank or under another layout, and the other way.
+ * `skymoe train --layout tp=T,dp=D[,expert=edp|etp]`: the run on T x D ranks (worker threads, see
+ * parallel/runtime/ranks.ts). Each DP replica runs its share of each step's micro-batches; within
+ * a replica the T ranks hold slices of the model (model/shard.ts) and run every micro-batch of the
+ * replica together. Rank 0 writes metrics and whole checkpoints in the usual layout, so a run
+ * started here resumes on one rank or under another layout, and the other way.
  * The launcher receives progress as messages and stops every rank at the same step when asked.
  */
 import type { BackendName } from '../backend/backend.js';
@@ -10,8 +11,12 @@ import { runRanks } from '../parallel/runtime/ranks.js';
 import type { RunSource, TrainOverrides } from './run.js';
 import type { StepMetrics, TrainOptions } from './trainer.js';
 
-export interface DataParallelLayout {
+export interface TrainLayout {
   dp: number;
+  /** Tensor parallelism (heads split unevenly when they do not divide); 1: none. */
+  tp: number;
+  /** How experts are placed on the TP group: whole experts per rank (edp, Skywork's) or each split (etp). */
+  experts: 'edp' | 'etp';
   /** ZeRO-1: AdamW's moments sharded over the DP group. */
   zero: boolean;
 }
@@ -21,7 +26,7 @@ export interface ParallelTrainRequest {
   /** A new run (source + options) or a resume (overrides). */
   start?: { source: RunSource; options: TrainOptions };
   resume?: { overrides: TrainOverrides };
-  layout: DataParallelLayout;
+  layout: TrainLayout;
   backend?: BackendName;
   /** Cores for all ranks (default: the machine's). */
   cores?: number;
@@ -51,7 +56,7 @@ export interface RankTrainResult {
  * parallelism runs; tensor, pipeline and expert parallel layouts are planned (`skymoe plan`) but
  * not run by `train` yet, and are refused by name.
  */
-export function parseTrainLayout(text: string, zero: number | undefined): DataParallelLayout {
+export function parseTrainLayout(text: string, zero: number | undefined): TrainLayout {
   const kv = new Map<string, string>();
   for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
     const eq = part.indexOf('=');
@@ -66,21 +71,28 @@ export function parseTrainLayout(text: string, zero: number | undefined): DataPa
     if (!Number.isInteger(n) || n < 1) throw new Error(`--layout: ${k} must be a positive integer, got '${v}'`);
     return n;
   };
-  for (const k of ['tp', 'pp', 'vp', 'ep', 'etp']) if (int(k) !== 1) throw new Error(`--layout: ${k}=${kv.get(k)} is not run by skymoe train yet (data parallelism is: dp=N); plan it with skymoe plan`);
-  if (kv.has('stages') || kv.has('expert') || kv.has('recompute')) throw new Error('--layout: stages, expert and recompute need pipeline or tensor parallelism, which skymoe train does not run yet');
+  for (const k of ['pp', 'vp']) if (int(k) !== 1) throw new Error(`--layout: ${k}=${kv.get(k)} is not run by skymoe train yet (data and tensor parallelism are: dp=N, tp=N, expert=edp|etp); plan it with skymoe plan`);
+  if (kv.has('stages') || kv.has('recompute')) throw new Error('--layout: stages and recompute need pipeline parallelism, which skymoe train does not run yet');
+  const tp = int('tp');
+  const experts = (kv.get('expert') ?? 'edp').toLowerCase();
+  if (experts === 'ep') throw new Error('--layout: expert=ep (all-to-all dispatch over tp x dp) is not run by skymoe train yet; expert=edp and expert=etp are');
+  if (experts !== 'edp' && experts !== 'etp') throw new Error(`--layout: expert must be edp or etp, got '${experts}'`);
+  // the planner's ep/etp sizes, when given, must be the ones the placement implies
+  if (kv.has('ep') && int('ep') !== (experts === 'edp' ? tp : 1)) throw new Error(`--layout: ep=${kv.get('ep')} does not match expert=${experts} with tp=${tp} (ep is ${experts === 'edp' ? 'tp' : '1'})`);
+  if (kv.has('etp') && int('etp') !== (experts === 'etp' ? tp : 1)) throw new Error(`--layout: etp=${kv.get('etp')} does not match expert=${experts} with tp=${tp} (etp is ${experts === 'etp' ? 'tp' : '1'})`);
   if (zero !== undefined && zero !== 0 && zero !== 1) throw new Error(`--zero must be 0 or 1, got ${zero}`);
   const dp = int('dp');
-  if (dp > 64) throw new Error(`--layout: dp=${dp} ranks are worker threads of this process; at most 64`);
-  return { dp, zero: (zero ?? 1) === 1 };
+  if (dp * tp > 64) throw new Error(`--layout: tp x dp = ${dp * tp} ranks are worker threads of this process; at most 64`);
+  return { dp, tp, experts, zero: (zero ?? 1) === 1 };
 }
 
 /** Run the training on the layout's ranks; `onEvent` gets rank 0's progress; `requestStop()` on the returned handle stops at the next step. */
 export function trainDataParallel(req: ParallelTrainRequest, onEvent: (e: ParallelTrainEvent) => void, log?: (line: string) => void): { done: Promise<RankTrainResult>; requestStop: () => void } {
-  const { dp } = req.layout;
-  if (!Number.isInteger(dp) || dp < 1) throw new Error(`--layout: dp must be a positive integer, got ${dp}`);
+  const { dp, tp } = req.layout;
+  if (!Number.isInteger(dp) || dp < 1 || !Number.isInteger(tp) || tp < 1) throw new Error(`--layout: dp and tp must be positive integers, got dp=${dp} tp=${tp}`);
   const stop = new SharedArrayBuffer(4);
   const done = runRanks<RankTrainData, RankTrainResult>({
-    size: dp,
+    size: dp * tp,
     entry: new URL('./rank-train.js', import.meta.url),
     data: { req, stop },
     backend: req.backend,

@@ -16,6 +16,8 @@ import { loadCheckpoint, loadOptimizer } from './checkpoint.js';
 import { loadCorpus } from './corpus.js';
 import { TokenDataset, tokenizeCorpus } from './data.js';
 import { tokenizerConfigJson, tokenizerFromJson, tokenizerToJson } from '../io/tokenizer/hf-json.js';
+import { sliceModel, sliceOptimizer } from '../parallel/runtime/tensor-parallel.js';
+import { AdamW } from './optimizer.js';
 import { Trainer, type TrainerHooks, type TrainerParallel, type TrainOptions } from './trainer.js';
 
 /**
@@ -136,11 +138,16 @@ export async function startRun(runDir: string, src: RunSource, o: TrainOptions, 
     const metrics = join(runDir, 'metrics.jsonl');
     if (existsSync(metrics)) renameSync(metrics, join(runDir, `metrics.jsonl.before-${new Date().toISOString().replace(/[:.]/g, '-')}`));
   }
-  if (parallel) parallel.dp.barrier(); // the others start once the writer holds the directory
+  if (parallel) parallel.world.barrier(); // the others start once the writer holds the directory
   let model: SkyworkMoE;
   let tok!: Tokenizer;
   if (src.modelDir) {
     model = loadModel(src.modelDir, backend);
+    if (parallel?.tp) {
+      const whole = model;
+      model = sliceModel(whole, parallel.tp.ops); // this rank's slices of the starting model
+      whole.dispose();
+    }
     tok = await loadTokenizer(src.modelDir);
   } else {
     const cfg: ModelConfig = preset(src.preset ?? 'tiny');
@@ -150,10 +157,10 @@ export async function startRun(runDir: string, src: RunSource, o: TrainOptions, 
       tok = trainBpe(corpus.documents, { vocabSize: cfg.vocabSize });
     }
     if (parallel) {
-      const json = parallel.dp.broadcastJson(writer ? { tokenizer: tokenizerToJson(tok!), config: tokenizerConfigJson(tok!) } : undefined);
+      const json = parallel.world.broadcastJson(writer ? { tokenizer: tokenizerToJson(tok!), config: tokenizerConfigJson(tok!) } : undefined);
       if (!writer) tok = tokenizerFromJson(json.tokenizer, 'tokenizer.json (from the writer rank)', json.config);
     }
-    model = SkyworkMoE.create(cfg, { seed: src.modelSeed, backend });
+    model = SkyworkMoE.create(cfg, { seed: src.modelSeed, backend, tp: parallel?.tp?.ops });
   }
   checkTokenizerFitsModel(tok, model.config, src.modelDir ?? runDir);
   // Paths recorded absolute, so that --resume works from any directory.
@@ -161,7 +168,7 @@ export async function startRun(runDir: string, src: RunSource, o: TrainOptions, 
   const { corpus, t, data } = await prepareTogether(parallel, () => prepareData(source, tok, o));
   if (writer) {
     mkdirSync(runDir, { recursive: true });
-    writeJsonAtomic(join(runDir, 'run.json'), { version: 1, source, options: o, backend: backend.describe(), createdAt: new Date().toISOString(), corpusHash: corpus.hash, config: configToHF(model.config), ...(parallel ? { dataParallel: { dp: parallel.dp.size, zero: parallel.zero } } : {}) });
+    writeJsonAtomic(join(runDir, 'run.json'), { version: 1, source, options: o, backend: backend.describe(), createdAt: new Date().toISOString(), corpusHash: corpus.hash, config: configToHF(model.config), ...(parallel ? { parallel: { dp: parallel.dp.size, tp: parallel.tp?.group.size ?? 1, experts: parallel.tp?.ops.shard.experts, zero: parallel.zero } } : {}) });
   }
   const trainer = new Trainer(model, tok, data, o, runDir, hooks, parallel);
   return { trainer, info: { corpus: corpus.name, corpusBytes: corpus.bytes, tokens: t.tokens.length, cached: t.cached } };
@@ -197,7 +204,7 @@ async function prepareTogether<R>(parallel: TrainerParallel | undefined, prepare
   if (!parallel) return prepare();
   let r: R | undefined;
   if (parallel.writer) r = await prepare();
-  parallel.dp.barrier();
+  parallel.world.barrier();
   if (!parallel.writer) r = await prepare();
   return r!;
 }
@@ -215,7 +222,7 @@ export async function resumeRun(runDir: string, backend: Backend, overrides: Tra
   }
   const o = applyOverrides(run.options, overrides);
   if (writer) lockRun(runDir);
-  if (parallel) parallel.dp.barrier();
+  if (parallel) parallel.world.barrier();
   const ck = await loadCheckpoint(runDir, backend);
   let prepared: Awaited<ReturnType<typeof prepareData>>;
   try {
@@ -229,15 +236,29 @@ export async function resumeRun(runDir: string, backend: Backend, overrides: Tra
     throw e;
   }
   const { corpus, t, data } = prepared;
-  const trainer = new Trainer(ck.model, ck.tokenizer, data, o, runDir, hooks, parallel);
+  // under tensor parallelism the checkpoint (always whole) is cut into this rank's slices
+  const tp = parallel?.tp;
+  const model = tp ? sliceModel(ck.model, tp.ops) : ck.model;
+  const trainer = new Trainer(model, ck.tokenizer, data, o, runDir, hooks, parallel);
   try {
-    trainer.loadOptimizerState((opt) => loadOptimizer(ck.dir, opt));
+    trainer.loadOptimizerState((opt) => {
+      if (!tp) return loadOptimizer(ck.dir, opt);
+      const whole = new AdamW(ck.model.parameters(), opt.opts);
+      try {
+        loadOptimizer(ck.dir, whole);
+        sliceOptimizer(whole, opt, model, tp.ops);
+      } finally {
+        whole.dispose();
+      }
+    });
     trainer.restore(ck.state);
   } catch (e) {
     trainer.dispose();
-    ck.model.dispose();
+    model.dispose();
+    if (tp) ck.model.dispose();
     throw e;
   }
+  if (tp) ck.model.dispose();
   if (writer && Object.keys(overrides).length) writeJsonAtomic(runPath, { ...run, options: o });
   return { trainer, info: { corpus: corpus.name, corpusBytes: corpus.bytes, tokens: t.tokens.length, cached: t.cached, resumedFrom: ck.dir } };
 }

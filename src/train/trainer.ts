@@ -18,8 +18,10 @@ import { AuxController, type ControllerOptions, type ControllerState } from './a
 import { saveCheckpoint, STATE_VERSION, type TrainerState } from './checkpoint.js';
 import type { Batch, TokenDataset } from './data.js';
 import { allReduceGradients, ShardedAdamW } from '../parallel/runtime/data-parallel.js';
+import { gatherWhole, wholeModel } from '../parallel/runtime/tensor-parallel.js';
+import { shardPlan, type TensorParallelOps } from '../model/shard.js';
 import type { Group } from '../parallel/runtime/comm.js';
-import { AdamW } from './optimizer.js';
+import { AdamW, type GlobalNorm } from './optimizer.js';
 import { learningRate, type ScheduleKind } from './schedule.js';
 
 export interface TrainOptions {
@@ -104,8 +106,12 @@ export interface TrainerHooks {
  */
 export interface TrainerParallel {
   dp: Group;
+  /** Tensor parallelism: this rank's group and the model's seams (the model holds this rank's slices). */
+  tp?: { group: Group; ops: TensorParallelOps };
+  /** Every rank (all stop at the same step). */
+  world: Group;
   zero: boolean;
-  /** This rank writes metrics.jsonl and checkpoints (and evaluates). */
+  /** This rank writes metrics.jsonl and checkpoints (world rank 0). */
   writer: boolean;
 }
 
@@ -206,16 +212,37 @@ export class Trainer {
     };
   }
 
-  /** Save a checkpoint (the writer rank; with ZeRO-1 every rank takes part in gathering the optimizer). Returns its directory, or null on other ranks. */
+  /**
+   * The ranks that evaluate: the writer, and under tensor parallelism its whole TP group (the
+   * forward of a sliced model needs every slice).
+   */
+  get evaluates(): boolean {
+    return this.parallel?.tp ? this.parallel.dp.index === 0 : this.writer;
+  }
+
+  /**
+   * Save a checkpoint, always whole and in the Hugging Face layout: with ZeRO-1 every rank takes
+   * part in gathering the optimizer over its DP group; under tensor parallelism the first DP
+   * replica's TP group gathers the slices. The writer saves; returns its directory, or null on
+   * other ranks.
+   */
   async checkpoint(): Promise<string | null> {
     const { opt, temporary } = this.fullOptimizer();
+    const tp = this.parallel?.tp;
+    let whole: { model: SkyworkMoE; opt?: AdamW } | null = null;
     try {
+      if (tp && this.evaluates) {
+        const tensors = gatherWhole(this.model, tp.ops, tp.group, [(n) => opt.m.get(n)!.toFloat32(), (n) => opt.v.get(n)!.toFloat32()]);
+        if (this.writer) whole = wholeModel(this.model, tensors, this.model.backend, opt);
+      }
       if (!this.writer) return null;
-      const dir = await saveCheckpoint(this.runDir, this.model, this.tokenizer, opt, this.state(), this.o.keep);
+      const dir = await saveCheckpoint(this.runDir, whole?.model ?? this.model, this.tokenizer, whole?.opt ?? opt, this.state(), this.o.keep);
       this.hooks.onCheckpoint?.(dir);
       return dir;
     } finally {
       if (temporary) opt.dispose();
+      whole?.opt?.dispose();
+      whole?.model.dispose();
     }
   }
 
@@ -281,13 +308,21 @@ export class Trainer {
     return { loss, ce, aux, stats: statsSum };
   }
 
+  /** Under tensor parallelism, the gradient norm of the whole model from this rank's slices. */
+  private globalNorm(): GlobalNorm | undefined {
+    const tp = this.parallel?.tp;
+    if (!tp) return undefined;
+    const split = shardPlan(this.model.config, tp.ops.shard);
+    return { weight: (p) => (split.has(p.name!) ? 1 : 1 / tp.group.size), reduce: (s) => tp.group.allReduce(Float32Array.of(s))[0]! };
+  }
+
   /** One optimizer step over `accum` micro-batches. */
   trainStep(): StepMetrics {
     const t0 = performance.now();
     const o = this.o;
     const { loss, ce, aux, stats: statsSum } = this.accumulateGradients();
     if (this.parallel && !(this.opt instanceof ShardedAdamW)) allReduceGradients(this.opt.params, this.parallel.dp);
-    const gradNorm = this.opt.clipGradNorm(o.clip); // ZeRO-1: reduce-scatters the gradients first
+    const gradNorm = this.opt.clipGradNorm(o.clip, this.globalNorm()); // ZeRO-1: reduce-scatters the gradients first
     const lr = learningRate({ kind: o.schedule, lr: o.lr, minLr: o.minLr, warmupSteps: o.warmup, totalSteps: o.steps }, this.step);
     this.opt.update(lr);
     const alpha = statsSum.map((_, i) => this.controller.alpha(i));
@@ -355,11 +390,12 @@ export class Trainer {
     let last: StepMetrics | undefined;
     while (this.step < this.o.steps) {
       const m = this.trainStep();
-      if (this.writer && this.o.evalEvery > 0 && (this.step % this.o.evalEvery === 0 || this.step === this.o.steps)) {
+      if (this.evaluates && this.o.evalEvery > 0 && (this.step % this.o.evalEvery === 0 || this.step === this.o.steps)) {
         const v = this.evaluate();
         m.valLoss = v.loss;
         m.valPpl = v.ppl;
-        if (this.moeLayerIds.length > 0) m.expertSimilarity = expertSimilarity(this.model); // report section 3.2: watch it fall
+        // report section 3.2: watch it fall (needs whole experts: not under tensor parallelism)
+        if (this.moeLayerIds.length > 0 && !this.parallel?.tp) m.expertSimilarity = expertSimilarity(this.model);
       }
       if (this.writer) {
         try {
@@ -372,8 +408,8 @@ export class Trainer {
       last = m;
       await new Promise<void>((r) => setImmediate(r)); // let signals (SIGINT) and I/O in between steps
       let stop = shouldStop();
-      // every DP rank stops at the same step (any rank asked to)
-      if (this.parallel && this.parallel.dp.size > 1) stop = this.parallel.dp.allReduce(Float32Array.of(stop ? 1 : 0))[0]! > 0;
+      // every rank stops at the same step (any rank asked to)
+      if (this.parallel && this.parallel.world.size > 1) stop = this.parallel.world.allReduce(Float32Array.of(stop ? 1 : 0))[0]! > 0;
       if (stop || this.step === this.o.steps || (this.o.saveEvery > 0 && this.step % this.o.saveEvery === 0)) await this.checkpoint();
       if (stop) return { stopped: true, last };
     }

@@ -13,7 +13,7 @@
  */
 import * as T from '../../tensor/index.js';
 import type { Tensor } from '../../tensor/index.js';
-import { AdamW, type AdamWOptions, isDecayed } from '../../train/optimizer.js';
+import { AdamW, type AdamWOptions, type GlobalNorm, isDecayed } from '../../train/optimizer.js';
 import { evenCounts, type Group } from './comm.js';
 
 /** Every parameter's gradient as one flat buffer in parameter order; a missing gradient is zeros. */
@@ -97,11 +97,16 @@ export class ShardedAdamW {
   }
 
   /** Reduce-scatter the gradients; returns the global norm (before clipping) and clips this shard. */
-  clipGradNorm(maxNorm: number): number {
+  clipGradNorm(maxNorm: number, global?: GlobalNorm): number {
     const shard = this.group.reduceScatter(flatGradients(this.params), this.counts);
     let local = 0;
-    for (let i = 0; i < shard.length; i++) local += shard[i]! * shard[i]!;
-    const norm = Math.sqrt(this.group.allReduce(Float32Array.of(local))[0]!);
+    for (const pc of this.pieces) {
+      let sq = 0;
+      for (let i = pc.at; i < pc.at + (pc.to - pc.from); i++) sq += shard[i]! * shard[i]!;
+      local += (global?.weight(pc.param) ?? 1) * sq;
+    }
+    const dpSum = this.group.allReduce(Float32Array.of(local))[0]!;
+    const norm = Math.sqrt(global ? global.reduce(dpSum) : dpSum);
     const coef = maxNorm / (norm + 1e-6);
     if (maxNorm > 0 && coef < 1) for (let i = 0; i < shard.length; i++) shard[i]! *= coef;
     this.shardGrad = shard;
