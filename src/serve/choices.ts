@@ -4,6 +4,7 @@
  * OpenAI numbers the choices of a list of prompts). This is the one stream both renderers read
  * (render.ts); it knows nothing of HTTP.
  */
+import { setMaxListeners } from 'node:events';
 import type { EngineEvent, EngineHandle, GenerationRequest, TokenLogprob } from '../infer/types.js';
 
 export type ChoiceEvent =
@@ -24,6 +25,8 @@ type Pending = Promise<{ at: number; r: IteratorResult<EngineEvent, void> }>;
  */
 export async function* generateChoices(engine: EngineHandle, requests: readonly GenerationRequest[], signal: AbortSignal): AsyncGenerator<ChoiceEvent, void, undefined> {
   const stop = new AbortController();
+  // One listener per engine request: a list of many prompts is no listener leak (node warns past 10).
+  setMaxListeners(requests.length + 10, stop.signal);
   // The client going away ends this stream at once, whether or not the engine has answered yet.
   let onAbort = (): void => {};
   const gone = new Promise<undefined>((resolve) => {

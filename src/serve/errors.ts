@@ -61,6 +61,23 @@ export function methodNotAllowed(method: string, path: string, allowed: string):
   return new ApiError(405, `Method ${method} is not allowed on ${path}: use ${allowed}`, 'invalid_request_error', null, 'method_not_allowed', { Allow: allowed });
 }
 
+/**
+ * Bytes node:http could not parse as a request (a bad request line, header or length, a body cut
+ * short): 400, or 431 for headers over node's limit, 408 when the request took too long to arrive.
+ * `e` is node's parser error (its `code`, e.g. HPE_INVALID_METHOD).
+ */
+export function malformedHttp(e: { code?: string; message: string }): ApiError {
+  if (e.code === 'HPE_HEADER_OVERFLOW') return new ApiError(431, 'The request headers are too large', 'invalid_request_error', null, 'headers_too_large');
+  if (e.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW') return new ApiError(413, 'The chunk extensions of the request body are too large', 'invalid_request_error', null, 'request_too_large');
+  if (e.code === 'ERR_HTTP_REQUEST_TIMEOUT') return new ApiError(408, 'The request took too long to arrive', 'invalid_request_error', null, 'request_timeout');
+  return invalidRequest(`Malformed HTTP request (${e.code ?? 'unknown'}): ${e.message}`, null, 'malformed_request');
+}
+
+/** 417: an `Expect` header other than `100-continue`. */
+export function expectationFailed(expect: string): ApiError {
+  return new ApiError(417, `Expect: ${expect} is not supported (only 100-continue)`, 'invalid_request_error', null, 'expectation_failed');
+}
+
 export function bodyTooLarge(limit: number): ApiError {
   return new ApiError(413, `The request body is larger than ${limit} bytes`, 'invalid_request_error', null, 'request_too_large');
 }

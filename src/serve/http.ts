@@ -3,7 +3,8 @@
  * and a server-sent-events writer that waits when the client reads slower than tokens come.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { ApiError, bodyTooLarge, invalidRequest } from './errors.js';
 
 /**
@@ -59,12 +60,73 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(text);
 }
 
-/**
- * An error reply. After a 413 the rest of the body is not read: the connection is closed once
- * the reply is out.
- */
+/** An error reply, once the rest of the request body is dropped (see dropBody); at once when none is to come. */
 export function sendError(res: ServerResponse, e: ApiError): void {
-  sendJson(res, e.status, e.body(), e.status === 413 ? { ...e.headers, Connection: 'close' } : e.headers);
+  const send = (whole: boolean): void => {
+    if (!res.headersSent && !res.destroyed) sendJson(res, e.status, e.body(), whole ? e.headers : { ...e.headers, Connection: 'close' });
+  };
+  if (bodyPending(res.req)) void dropBody(res.req).then(send);
+  else send(true);
+}
+
+/**
+ * Whether more of a request's body is to come: one is declared (RFC 9112 section 6.3) and not all
+ * of it was read. An HTTP/0.9 request line has neither headers nor body, whatever follows it.
+ */
+export function bodyPending(req: IncomingMessage): boolean {
+  const declared = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+  return declared && req.httpVersionMajor >= 1 && !req.complete && !req.destroyed;
+}
+
+/** How much more of a body is read and dropped, and for how long, before answering anyway. */
+export const DROP_BYTES = 64 << 20;
+export const DROP_MS = 10_000;
+
+/**
+ * Read and drop the rest of a request body (none of it is kept); resolves at once when there is
+ * none. An answer sent while the client still sends is followed by a close when the client asked
+ * for one (`Connection: close`, or after a 413), and closing then resets the connection: the reset
+ * can erase the answer before the client reads it (RFC 9112 section 9.6), so a client that writes
+ * its whole body before reading, as most do, would see a broken pipe instead of its 413 or 404.
+ * Resolves false when the client sent more than DROP_BYTES more, for longer than DROP_MS, or left:
+ * then the answer goes out at once and closes the connection.
+ */
+export function dropBody(req: IncomingMessage): Promise<boolean> {
+  if (!bodyPending(req)) return Promise.resolve(!req.destroyed);
+  return new Promise((resolve) => {
+    let dropped = 0;
+    const finish = (whole: boolean): void => {
+      clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('close', onClose);
+      resolve(whole);
+    };
+    const onData = (c: Buffer): void => {
+      dropped += c.length;
+      if (dropped > DROP_BYTES) finish(false);
+    };
+    const onEnd = (): void => finish(true);
+    const onClose = (): void => finish(false);
+    const timer = setTimeout(() => finish(false), DROP_MS);
+    timer.unref();
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('close', onClose);
+    req.resume();
+  });
+}
+
+/**
+ * An error reply written on the connection itself, for what node:http hands over without a
+ * ServerResponse (a request it could not parse, a CONNECT); the connection is then closed.
+ */
+export function sendSocketError(socket: Duplex, e: ApiError, o: { head?: boolean } = {}): void {
+  const text = JSON.stringify(e.body());
+  const headers = { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(text)), ...e.headers, Connection: 'close' };
+  const head = [`HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)].join('\r\n');
+  // The answer to a HEAD request has no body.
+  socket.write(`${head}\r\n\r\n${o.head ? '' : text}`);
 }
 
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest();

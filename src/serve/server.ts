@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Tokenizer } from '../io/tokenizer/index.js';
 import { EngineBusyError, type EngineHandle, type GenerationRequest } from '../infer/types.js';
 import { checkChatTemplate } from './chat-prompt.js';
@@ -14,17 +15,20 @@ import { generateChoices, GenerationError, type ChoiceEvent } from './choices.js
 import {
   ApiError,
   draining as drainingError,
+  expectationFailed,
   internalError,
   invalidApiKey,
+  invalidRequest,
   loadFailed,
   loading,
+  malformedHttp,
   methodNotAllowed,
   modelNotFound,
   queueFull,
   UnavailableError,
   unknownRoute,
 } from './errors.js';
-import { bearerMatches, readJson, sendError, sendJson, SseWriter } from './http.js';
+import { bearerMatches, bodyPending, DROP_MS, dropBody, readJson, sendError, sendJson, sendSocketError, SseWriter } from './http.js';
 import { TokenStrings } from './logprobs.js';
 import { ServerMetrics } from './metrics.js';
 import { ChatRenderer, CompletionRenderer, SSE_DONE, sseData, type RenderOptions } from './render.js';
@@ -251,9 +255,13 @@ export function createServer(opts: ServerOptions): SkymoeServer {
     res.on('close', () => metrics.request(route ? key : 'unknown', res.writableFinished ? res.statusCode : 499));
     if (draining) res.setHeader('Connection', 'close');
     try {
+      // node:http's own check of this answers without a body: it is off, and done here.
+      if (req.httpVersion === '1.1' && req.headers.host === undefined) throw invalidRequest('An HTTP/1.1 request needs a Host header', null, 'missing_host');
       if (!route) throw unknownRoute(method, path);
       if (method !== route.method) throw methodNotAllowed(method, path, route.method);
       if (route.auth && opts.apiKey !== undefined && !bearerMatches(req.headers.authorization, opts.apiKey)) throw invalidApiKey();
+      // The GET routes read no body: one sent anyway is dropped before the answer (see dropBody).
+      if (route.method === 'GET' && bodyPending(req) && !(await dropBody(req))) res.setHeader('Connection', 'close');
       await route.handle(req, res, path);
     } catch (err) {
       if (res.headersSent) {
@@ -265,7 +273,50 @@ export function createServer(opts: ServerOptions): SkymoeServer {
     }
   }
 
-  const server = createHttpServer((req, res) => void handle(req, res));
+  const server = createHttpServer({ requireHostHeader: false }, (req, res) => void handle(req, res));
+  /**
+   * Close a connection once the client has sent all it sends (or after DROP_MS): closing while it
+   * still sends resets the connection, which can erase the answer (see dropBody).
+   */
+  const closeWhenSent = (socket: Duplex): void => {
+    socket.end();
+    socket.once('end', () => socket.destroy());
+    const timer = setTimeout(() => socket.destroy(), DROP_MS);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  };
+  // What node:http answers itself, with an empty body, is answered in OpenAI's shape too.
+  // Bytes it cannot parse (then, as node does, the connection is closed; what the client still
+  // sends goes to node's parser, which stays in error and drops it, one more clientError a read):
+  const refused = new WeakSet<Duplex>();
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (refused.has(socket)) return;
+    refused.add(socket);
+    const inflight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || inflight?.headersSent) return void socket.destroy();
+    const e = malformedHttp(err);
+    // The bytes node could not parse start with the request line when they came in one read.
+    const raw = (err as { rawPacket?: unknown }).rawPacket;
+    sendSocketError(socket, e, { head: Buffer.isBuffer(raw) && raw.subarray(0, 5).toString('latin1') === 'HEAD ' });
+    metrics.request('unknown', e.status);
+    closeWhenSent(socket);
+  });
+  // CONNECT (without a listener node closes the connection without a word):
+  server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => {});
+    const e = unknownRoute(req.method ?? 'CONNECT', req.url ?? '');
+    sendSocketError(socket, e);
+    metrics.request('unknown', e.status);
+    socket.resume();
+    closeWhenSent(socket);
+  });
+  // An Expect header other than 100-continue (node's answer is a bare 417); the client waits
+  // for this answer before it sends a body, so none is waited for.
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    res.on('close', () => metrics.request('unknown', res.statusCode));
+    const e = expectationFailed(req.headers.expect ?? '');
+    sendJson(res, e.status, e.body(), e.headers);
+  });
 
   const close = (): Promise<void> =>
     new Promise((resolve) => {

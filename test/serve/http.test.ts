@@ -180,7 +180,7 @@ describe('on a ready engine', () => {
     assert.equal(ok.choices[0]!.text, fakeText(IDS_PROMPT, 1));
   });
 
-  it('refuses a body over the limit with 413 without reading it all, declared or chunked', async () => {
+  it('refuses a body over the limit with 413 without keeping it, declared or chunked', async () => {
     const big = JSON.stringify({ prompt: 'x'.repeat(2 << 20) });
     const r = await fetch(`${s.url}/v1/completions`, { method: 'POST', body: big });
     assert.equal(r.status, 413);
@@ -193,6 +193,45 @@ describe('on a ready engine', () => {
     assert.equal(c.status, 413);
     assert.equal((await s.client.completions.create({ model: 'tiny', prompt: IDS_PROMPT, max_tokens: 1 })).choices.length, 1);
   });
+
+  for (const connection of ['keep-alive', 'close']) {
+    it(`lets a client that writes all of a body over the limit before reading get its 413 (Connection: ${connection})`, async () => {
+      // 16 MiB: more than the socket buffers on both ends hold, so a server that closed at once would reset the client mid-write.
+      const body = Buffer.alloc(16 << 20, 'x');
+      const socket = connect(s.server.address!.port, '127.0.0.1');
+      socket.pause();
+      await new Promise((r) => socket.once('connect', r));
+      const written = await new Promise<Error | null | undefined>((resolve) => {
+        socket.once('error', resolve);
+        socket.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: ${connection}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
+        socket.write(body, resolve);
+      });
+      assert.equal(written ?? null, null, 'the body could not be sent: the connection was reset');
+      let got = '';
+      socket.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      socket.resume();
+      const reply = async (): Promise<{ status: number; body: string }> => {
+        for (let end = -1; ; await new Promise((r) => setTimeout(r, 5))) {
+          end = got.indexOf('\r\n\r\n');
+          const length = /\r\ncontent-length: (\d+)/i.exec(got.slice(0, end));
+          if (end >= 0 && length && got.length >= end + 4 + Number(length[1])) {
+            const r = { status: Number(got.slice(9, 12)), body: got.slice(end + 4, end + 4 + Number(length[1])) };
+            got = got.slice(end + 4 + Number(length[1]));
+            return r;
+          }
+          if (socket.readableEnded || socket.destroyed) assert.fail(`the connection closed without a whole reply: ${JSON.stringify(got.slice(0, 200))}`);
+        }
+      };
+      const refused = await reply();
+      assert.equal(refused.status, 413);
+      assert.equal((JSON.parse(refused.body) as { error: { code: string } }).error.code, 'request_too_large');
+      if (connection === 'keep-alive') {
+        socket.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+        assert.equal((await reply()).status, 200);
+      }
+      socket.destroy();
+    });
+  }
 
   it('answers 429 when the engine queue is full, 503 when the engine drains, 500 for an engine fault', async () => {
     s.engine.busy = new EngineBusyError('64 requests waiting', 'queue_full');
@@ -352,5 +391,86 @@ describe('drain', () => {
     socket.destroy();
     await new Promise((r) => setTimeout(r, 50));
     await s.server.drain();
+  });
+});
+
+describe('requests node:http answers itself', () => {
+  /** The whole reply (status line, headers, body) to raw request bytes; the server closes or the reply has its length. */
+  async function raw(port: number, bytes: string): Promise<{ status: number; head: string; body: string }> {
+    const socket = connect(port, '127.0.0.1');
+    let got = '';
+    const done = new Promise<void>((resolve) => {
+      socket.on('data', (d: Buffer) => {
+        got += d.toString('latin1');
+        const end = got.indexOf('\r\n\r\n');
+        const length = /\r\ncontent-length: (\d+)/i.exec(got.slice(0, end));
+        if (end >= 0 && length && got.length >= end + 4 + Number(length[1])) resolve();
+      });
+      socket.on('close', () => resolve());
+      socket.on('error', () => resolve());
+    });
+    socket.write(bytes, 'latin1');
+    await done;
+    socket.destroy();
+    const end = got.indexOf('\r\n\r\n');
+    return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(got)?.[1] ?? 0), head: got.slice(0, end), body: got.slice(end + 4) };
+  }
+
+  it('answers in OpenAI shape: unparsable bytes, oversized headers, a body cut short, no Host, CONNECT, HTTP/0.9, an unknown Expect', async () => {
+    const s = await start();
+    try {
+      const { port } = s.server.address!;
+      const cases: [string, number, string][] = [
+        ['FOO /health HTTP/1.1\r\nHost: x\r\n\r\n', 400, 'malformed_request'],
+        ['GET /v1/models/\0 HTTP/1.1\r\nHost: x\r\n\r\n', 400, 'malformed_request'],
+        ['POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n{}', 400, 'malformed_request'],
+        ['POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n', 400, 'malformed_request'],
+        [`GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'headers_too_large'],
+        ['GET /health HTTP/1.1\r\n\r\n', 400, 'missing_host'],
+        ['CONNECT localhost:22 HTTP/1.1\r\nHost: x\r\n\r\n', 404, 'unknown_url'],
+        // HTTP/0.9 (no version): node closes the connection right after the request unless answered at once.
+        ['PRI /health\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}', 405, 'method_not_allowed'],
+        ['POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\nContent-Length: 2\r\n\r\n{}', 417, 'expectation_failed'],
+      ];
+      for (const [bytes, status, code] of cases) {
+        const r = await raw(port, bytes);
+        assert.equal(r.status, status, bytes.slice(0, 60));
+        assert.match(r.head, /\r\nContent-Type: application\/json\r\n/i, bytes.slice(0, 60));
+        const e = (JSON.parse(r.body) as { error: Record<string, unknown> }).error;
+        assert.deepEqual(Object.keys(e).sort(), ['code', 'message', 'param', 'type'], bytes.slice(0, 60));
+        assert.deepEqual([e.type, e.code], ['invalid_request_error', code], bytes.slice(0, 60));
+      }
+      // The answer to a HEAD has no body, or a client would read it as the next answer.
+      const head = await raw(port, `HEAD /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+      assert.deepEqual([head.status, head.body], [431, '']);
+      // Headers over the limit with a big body, all written before reading: the 431 is still read.
+      const big = connect(port, '127.0.0.1');
+      big.pause();
+      await new Promise((r) => big.once('connect', r));
+      const sent = await new Promise<Error | null | undefined>((resolve) => {
+        big.once('error', resolve);
+        big.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\nContent-Length: ${16 << 20}\r\n\r\n`);
+        big.write(Buffer.alloc(16 << 20, 'x'), resolve);
+      });
+      assert.equal(sent ?? null, null, 'the body could not be sent: the connection was reset');
+      let answer = '';
+      big.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+      big.end();
+      big.resume();
+      await new Promise((r) => big.once('close', r));
+      assert.match(answer, /^HTTP\/1\.1 431 [^]*"code":"headers_too_large"/);
+      // A body shorter than its Content-Length, then the end of the request side.
+      const socket = connect(port, '127.0.0.1');
+      let got = '';
+      socket.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      const closed = new Promise((r) => socket.on('close', r));
+      socket.end('POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"prompt": "Call');
+      await closed;
+      assert.match(got, /^HTTP\/1\.1 400 /);
+      assert.equal((JSON.parse(got.slice(got.indexOf('\r\n\r\n') + 4)) as { error: { code: string } }).error.code, 'malformed_request');
+      assert.equal((await fetch(`${s.url}/health`)).status, 200);
+    } finally {
+      await s.server.close();
+    }
   });
 });

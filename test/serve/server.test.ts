@@ -235,6 +235,20 @@ describe('the server on the real engine', () => {
     assert.equal(ok.choices.length, 1);
   });
 
+  it('answers a list of many prompts without a listener-leak warning', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const r = await client.completions.create({ model: 'tiny', prompt: Array.from({ length: 24 }, (_, i) => `${PROMPT} ${i}`), max_tokens: 2 });
+      assert.equal(r.choices.length, 24);
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.deepEqual(warnings, []);
+  });
+
   it('checks the API key on /v1 (401), not on /health and /metrics', async () => {
     const guarded = createServer({ engine: Promise.resolve(engine), tokenizer: tok, modelName: 'tiny', apiKey: KEY });
     const gurl = await guarded.listen('127.0.0.1', 0);
