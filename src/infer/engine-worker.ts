@@ -60,7 +60,7 @@ class WorkerEngine implements EngineHandle {
   constructor(
     private readonly worker: Worker,
     readonly modelName: string,
-    private readonly maxInFlight: number,
+    readonly maxRequests: number,
   ) {
     this.exited = new Promise((resolve) => worker.once('exit', () => resolve()));
   }
@@ -108,7 +108,7 @@ class WorkerEngine implements EngineHandle {
     if (this.fatal !== null) throw new EngineBusyError(`the engine stopped: ${this.fatal}`, 'draining');
     if (this.draining) throw new EngineBusyError('the server is shutting down', 'draining');
     if (this.pending.has(req.id)) throw new Error(`request id '${req.id}' is already running`);
-    if (this.pending.size >= this.maxInFlight) throw new EngineBusyError(`${this.pending.size} requests are running or waiting (the limit is ${this.maxInFlight}); try again later`, 'queue_full');
+    if (this.pending.size >= this.maxRequests) throw new EngineBusyError(`${this.pending.size} requests are running or waiting (the limit is ${this.maxRequests}); try again later`, 'queue_full');
     const p: Pending = { queue: [], wake: null, open: req.params.n, done: false };
     this.pending.set(req.id, p);
     this.post({ type: 'add', req });

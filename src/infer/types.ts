@@ -135,6 +135,8 @@ export interface EngineHandle {
   readonly modelName: string;
   /** max_position_embeddings: prompt + generated tokens must fit. */
   readonly maxContext: number;
+  /** Requests (prompts) the engine takes at once, running and waiting; more in one call can never fit. */
+  readonly maxRequests?: number;
   /** Ids that end generation unless ignore_eos (the config's eos ids). */
   readonly eosTokenIds: readonly number[];
   /**

@@ -163,6 +163,8 @@ export function createServer(opts: ServerOptions): SkymoeServer {
     const e = ready();
     const { plan: p, stream, includeUsage, echo } = plan(kind, await readJson(req, maxBody), e);
     if (draining) throw drainingError();
+    // more prompts than the engine ever holds at once: retrying cannot help, so not a 429
+    if (e.maxRequests !== undefined && p.prompts.length > e.maxRequests) throw invalidRequest(`${p.prompts.length} prompts in one request; this server runs at most ${e.maxRequests} at once (--max-num-seqs + --max-queue): send fewer per request`, 'prompt', 'too_many_prompts');
     if (opts.maxQueue !== undefined && e.stats().waiting >= opts.maxQueue) throw queueFull(`${e.stats().waiting} requests are waiting`);
 
     const id = (kind === 'chat' ? 'chatcmpl-' : 'cmpl-') + randomUUID().replaceAll('-', '');

@@ -9,6 +9,7 @@ import type { Tokenizer } from '../../src/io/tokenizer/index.js';
 
 export interface FakeEngineOptions {
   maxContext?: number;
+  maxRequests?: number;
   /** Milliseconds between tokens (0: as fast as the event loop goes). */
   delayMs?: number;
   /** The first id a choice generates is prompt's last + 1 + choice index (then +1 each step). */
@@ -18,6 +19,7 @@ export interface FakeEngineOptions {
 export class FakeEngine implements EngineHandle {
   readonly modelName = 'fake';
   readonly maxContext: number;
+  readonly maxRequests?: number;
   readonly eosTokenIds: readonly number[] = [];
   running = 0;
   /** Set to make generate throw, as a full queue or a draining engine does. */
@@ -28,6 +30,7 @@ export class FakeEngine implements EngineHandle {
 
   constructor(private readonly o: FakeEngineOptions) {
     this.maxContext = o.maxContext ?? 128;
+    this.maxRequests = o.maxRequests;
     this.delayMs = o.delayMs ?? 0;
   }
 

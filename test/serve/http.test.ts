@@ -24,8 +24,8 @@ interface Running {
   engine: FakeEngine;
 }
 
-async function start(o: { apiKey?: string; maxQueue?: number; delayMs?: number; maxBodyBytes?: number; engine?: Promise<EngineHandle> } = {}): Promise<Running> {
-  const engine = new FakeEngine({ tokenizer: tok, delayMs: o.delayMs ?? 0 });
+async function start(o: { apiKey?: string; maxQueue?: number; delayMs?: number; maxBodyBytes?: number; maxRequests?: number; engine?: Promise<EngineHandle> } = {}): Promise<Running> {
+  const engine = new FakeEngine({ tokenizer: tok, delayMs: o.delayMs ?? 0, maxRequests: o.maxRequests });
   const server = createServer({ engine: o.engine ?? Promise.resolve(engine), tokenizer: tok, modelName: 'tiny', apiKey: o.apiKey, maxQueue: o.maxQueue, maxBodyBytes: o.maxBodyBytes });
   const url = await server.listen('127.0.0.1', 0);
   return { server, url, engine, client: new OpenAI({ baseURL: `${url}/v1`, apiKey: o.apiKey ?? 'none', maxRetries: 0 }) };
@@ -350,6 +350,21 @@ describe('/health', () => {
       const r = await fetch(`${s.url}/health`);
       assert.equal(r.status, 503);
       assert.match(((await r.json()) as { error: { message: string } }).error.message, /Model failed to load: config\.json: no such file/);
+    } finally {
+      await s.server.close();
+    }
+  });
+});
+
+describe('more prompts than the engine holds', () => {
+  it('is a 400 naming prompt (retrying cannot help), not a 429; as many as it holds are answered', async () => {
+    const s = await start({ maxRequests: 3 });
+    try {
+      const e = await apiError(s.client.completions.create({ model: 'tiny', prompt: ['a', 'b', 'c', 'd'], max_tokens: 2 }));
+      assert.deepEqual([e.status, e.error.param, e.error.code], [400, 'prompt', 'too_many_prompts']);
+      assert.match(String(e.error.message), /4 prompts in one request; this server runs at most 3 at once/);
+      const ok = await s.client.completions.create({ model: 'tiny', prompt: ['a', 'b', 'c'], max_tokens: 2 });
+      assert.equal(ok.choices.length, 3);
     } finally {
       await s.server.close();
     }
