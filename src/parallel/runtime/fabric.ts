@@ -66,9 +66,9 @@ export class Fabric {
     }
   }
 
-  /** Stop every rank: their waits throw FabricAborted with this reason's rank. */
-  abort(): void {
-    Atomics.store(this.ctrl, CTRL_ABORT, 1 + this.rank);
+  /** Stop every rank: their waits throw FabricAborted naming the failed rank (default: this one). */
+  abort(failed = this.rank): void {
+    Atomics.compareExchange(this.ctrl, CTRL_ABORT, 0, 1 + failed); // the first failure is the one named
     for (let r = 0; r < this.size; r++) Atomics.notify(this.ctrl, 1 + r);
   }
 

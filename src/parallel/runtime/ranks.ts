@@ -81,9 +81,10 @@ export async function runRanks<D, R>(o: RunRanksOptions<D>): Promise<R[]> {
   const entry = typeof o.entry === 'string' ? o.entry : o.entry.href;
   const results: unknown[] = new Array(size);
   let first: RankError | null = null;
+  let stopped: RankError | undefined;
   const fail = (rank: number, message: string) => {
     if (!first) first = new RankError(rank, message);
-    control.abort();
+    control.abort(rank);
   };
   const workers = Array.from({ length: size }, (_, rank) => {
     const wd: RankWorkerData = { spec, rank, entry, data: o.data, threads, backend: o.backend };
@@ -102,9 +103,10 @@ export async function runRanks<D, R>(o: RunRanksOptions<D>): Promise<R[]> {
               results[rank] = m.result;
             } else {
               finished = true;
-              // a rank stopped by another's failure reports the abort; the failing rank is the news
+              // a rank stopped by another's failure reports the abort, possibly before the failing
+              // rank's own report arrives: the failing rank is the news, the abort only a fallback
               if (!m.aborted) fail(rank, m.message);
-              else if (!first) fail(rank, m.message);
+              else stopped ??= new RankError(rank, m.message);
             }
           });
           w.on('error', (e) => {
@@ -119,5 +121,6 @@ export async function runRanks<D, R>(o: RunRanksOptions<D>): Promise<R[]> {
     ),
   );
   if (first) throw first;
+  if (stopped) throw stopped;
   return results as R[];
 }
