@@ -73,7 +73,8 @@ const CHUNK_BYTES = 8 * 1024 * 1024;
 
 const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-function describe(v: unknown): string {
+/** A value read from a hostile file, for a message: short, and never a RangeError when nested too deeply to print. */
+export function describe(v: unknown): string {
   let s: string | undefined;
   try {
     s = JSON.stringify(v);

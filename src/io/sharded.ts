@@ -21,7 +21,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync } from 'no
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fsyncDir, writeFileAtomic, writeFully } from './atomic.js';
-import { SafetensorsError, SafetensorsReader, storedBytes, type TensorInfo, type TensorLocation, type TensorReader, type TensorToWrite, validateTensors, writeSafetensors } from './safetensors.js';
+import { describe, SafetensorsError, SafetensorsReader, storedBytes, type TensorInfo, type TensorLocation, type TensorReader, type TensorToWrite, validateTensors, writeSafetensors } from './safetensors.js';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
 export const SINGLE_FILE = 'model.safetensors';
@@ -49,17 +49,6 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** A value of a hostile index for a message: short, and never a RangeError when nested too deeply to print. */
-function describe(v: unknown): string {
-  let s: string | undefined;
-  try {
-    s = JSON.stringify(v);
-  } catch {
-    return Array.isArray(v) ? 'a deeply nested array' : 'a deeply nested object';
-  }
-  if (s === undefined) return String(v);
-  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
-}
 
 /** Read and validate an index file; shard names must be plain file names inside the directory. */
 function readIndex(path: string): IndexFile {
