@@ -17,7 +17,10 @@
  * ceiling / the measured 1-stream figure: how far batching can go on this machine at best.
  * On 2 cores prompt tokens cost as much compute as generated ones, so the speedup depends on the
  * mix: a prompt-heavy one (--prompts 32,64,128 --answers 32,64,96) is bound by the FLOP/s sooner.
- * Run: npm run bench:serve [-- --dtypes bf16,fp8] [--streams 1,8,32,64] [--requests-per-stream 3] [--prompts 16,32,64] [--answers 64,128,192]
+ * --tp N serves the model split over N tensor-parallel ranks (`skymoe serve --tp N`; the cores
+ * divided among them); the lines then carry tp=N (on one machine TP adds the all-reduces and takes
+ * no more cores: the figure is the runtime's overhead, not a speedup).
+ * Run: npm run bench:serve [-- --dtypes bf16,fp8] [--streams 1,8,32,64] [--requests-per-stream 3] [--prompts 16,32,64] [--answers 64,128,192] [--tp 2]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -41,6 +44,7 @@ const DIR = process.env.SKYMOE_BENCH_DIR ?? join(tmpdir(), 'skymoe-bench-decode'
 const PROMPTS = (arg('prompts') ?? '16,32,64').split(',').map(Number);
 const ANSWERS = (arg('answers') ?? '64,128,192').split(',').map(Number);
 const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const TP = Number(arg('tp') ?? 1);
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
 
@@ -57,7 +61,7 @@ function freePort(): Promise<number> {
 
 async function startServer(model: string): Promise<{ url: string; proc: ChildProcess }> {
   const port = await freePort();
-  const proc = spawn(process.execPath, [MAIN, 'serve', '--model', model, '--port', String(port), '--max-num-seqs', '64', '--served-model-name', 'bench'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, [MAIN, 'serve', '--model', model, '--port', String(port), '--max-num-seqs', '64', '--served-model-name', 'bench', '--tp', String(TP)], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const url = `http://127.0.0.1:${port}`;
@@ -169,7 +173,7 @@ async function main(): Promise<void> {
       const f = (x: number) => x.toFixed(0);
       const line = (streams: number, r: Awaited<ReturnType<typeof load>>, single: number) =>
         console.log(
-          `serve model=bench dtype=${dtype} streams=${streams} requests=${r.requests} tokens_per_s=${r.tokensPerS.toFixed(1)} single_tokens_per_s=${single.toFixed(1)} speedup=${(r.tokensPerS / single).toFixed(1)} ttft_p50_ms=${f(pct(r.ttft, 50))} ttft_p99_ms=${f(pct(r.ttft, 99))} itl_p50_ms=${f(pct(r.itl, 50))} itl_p99_ms=${f(pct(r.itl, 99))} errors=${r.errors}`,
+          `serve model=bench dtype=${dtype} tp=${TP} streams=${streams} requests=${r.requests} tokens_per_s=${r.tokensPerS.toFixed(1)} single_tokens_per_s=${single.toFixed(1)} speedup=${(r.tokensPerS / single).toFixed(1)} ttft_p50_ms=${f(pct(r.ttft, 50))} ttft_p99_ms=${f(pct(r.ttft, 99))} itl_p50_ms=${f(pct(r.itl, 50))} itl_p99_ms=${f(pct(r.itl, 99))} errors=${r.errors}`,
         );
       const c = await ceilings();
       let before = await load(url, 1);

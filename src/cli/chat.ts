@@ -14,6 +14,7 @@ import { loadTokenizer, type Tokenizer } from '../io/tokenizer/index.js';
 import type { LoadDType } from '../io/weights.js';
 import { addEndOfTurnStop, checkChatTemplate, renderChatPrompt } from '../serve/chat-prompt.js';
 import type { ChatRequestMessage } from '../serve/schemas.js';
+import { checkTensorParallelFlag } from './common.js';
 
 export interface ChatCliOptions {
   model: string;
@@ -26,9 +27,12 @@ export interface ChatCliOptions {
   backend?: BackendName;
   threads?: number;
   kvCacheGb?: number;
+  tp?: number;
+  tpExperts?: 'edp' | 'etp';
 }
 
 export async function runChat(o: ChatCliOptions): Promise<void> {
+  checkTensorParallelFlag(o.model, o.tp, o.tpExperts);
   const tokenizer = await loadTokenizer(o.model);
   checkChatTemplate(tokenizer);
   const engine = await startEngine({
@@ -37,6 +41,8 @@ export async function runChat(o: ChatCliOptions): Promise<void> {
     dtype: o.dtype,
     backend: o.backend,
     threads: o.threads,
+    tp: o.tp,
+    tpExperts: o.tpExperts,
     maxNumSeqs: 1,
     kvCacheBytes: o.kvCacheGb === undefined ? undefined : Math.round(o.kvCacheGb * 2 ** 30),
   });

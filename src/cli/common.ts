@@ -2,8 +2,10 @@
 import { InvalidArgumentError, Option } from 'commander';
 import type { Backend, BackendName } from '../backend/backend.js';
 import { createBackend } from '../backend/index.js';
-import { loadModelWithReport } from '../io/hf.js';
+import { loadModelWithReport, readConfig } from '../io/hf.js';
 import { LOAD_DTYPES, type LoadDType, type LoadReport } from '../io/weights.js';
+import { ConfigError } from '../model/config.js';
+import { checkShard } from '../model/shard.js';
 import type { SkyworkMoE } from '../model/skywork-moe.js';
 import { setBackend } from '../tensor/index.js';
 
@@ -26,7 +28,22 @@ export function number(v: string): number {
 }
 
 export const backendOption = () => new Option('--backend <name>', 'compute backend (default: SKYMOE_BACKEND, else fastest available)').choices(['js', 'wasm', 'native']);
-export const threadsOption = () => new Option('--threads <n>', 'kernel threads (default: SKYMOE_THREADS, else all cores)').argParser(positiveInt);
+export const threadsOption = () => new Option('--threads <n>', 'kernel threads (default: SKYMOE_THREADS, else all cores; with --tp, of all ranks together)').argParser(positiveInt);
+
+export const tpOption = () => new Option('--tp <n>', 'tensor-parallel ranks (worker threads): heads split by key/value group, unevenly when they do not divide (default 1: no split)').argParser(positiveInt);
+export const tpExpertsOption = () => new Option('--tp-experts <placement>', "with --tp: MoE experts whole per rank (edp, Skywork's) or each expert's FFN split over the ranks (etp)").choices(['edp', 'etp']).default('edp');
+
+/** Refuse a --tp the model in `dir` cannot be split over, naming the flag and why (model/shard.ts). */
+export function checkTensorParallelFlag(dir: string, tp: number | undefined, experts: 'edp' | 'etp' = 'edp'): void {
+  if (tp === undefined || tp === 1) return;
+  const cfg = readConfig(dir);
+  try {
+    checkShard(cfg, { size: tp, index: 0, experts });
+  } catch (e) {
+    if (e instanceof ConfigError) throw new ConfigError(`--tp ${tp}: ${e.message.replace(/^tensor parallel: /, '')}`);
+    throw e;
+  }
+}
 
 /** Create the backend the options ask for and make it current. */
 export async function useBackend(o: { backend?: BackendName; threads?: number }): Promise<Backend> {

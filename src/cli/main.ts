@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The `skymoe` command line: one file per command, each thin (parse, validate, call, print). */
 import { Command, Option } from 'commander';
-import { backendOption, dtypeOption, nonNegInt, number, positiveInt, threadsOption } from './common.js';
+import { backendOption, dtypeOption, nonNegInt, number, positiveInt, threadsOption, tpExpertsOption, tpOption } from './common.js';
 import { runDoctor } from './doctor.js';
 import { runGenerate } from './generate.js';
 import { runInit } from './init.js';
@@ -78,6 +78,8 @@ program
   .addOption(dtypeOption())
   .addOption(backendOption())
   .addOption(threadsOption())
+  .addOption(tpOption())
+  .addOption(tpExpertsOption())
   .action(runGenerate);
 
 program
@@ -91,9 +93,11 @@ program
   .addOption(dtypeOption())
   .addOption(backendOption())
   .addOption(threadsOption())
-  .option('--kv-cache-gb <g>', 'memory for the KV cache in GiB (default 1)', number)
+  .option('--kv-cache-gb <g>', 'memory for the KV cache in GiB (default 1; with --tp, of all ranks together)', number)
   .option('--max-num-seqs <n>', 'sequences decoded together at most (default 64)', positiveInt)
   .option('--max-queue <n>', 'requests waiting for a place in the batch at most; more are refused with 429 (default 256)', nonNegInt)
+  .addOption(tpOption())
+  .addOption(tpExpertsOption())
   .action(runServe);
 
 program
@@ -108,7 +112,9 @@ program
   .addOption(dtypeOption())
   .addOption(backendOption())
   .addOption(threadsOption())
-  .option('--kv-cache-gb <g>', 'memory for the KV cache in GiB (default 1)', number)
+  .option('--kv-cache-gb <g>', 'memory for the KV cache in GiB (default 1; with --tp, of all ranks together)', number)
+  .addOption(tpOption())
+  .addOption(tpExpertsOption())
   .action(runChat);
 
 program
@@ -166,7 +172,7 @@ program
   .option('--bias-rate <x>', 'aux-loss-free bias update rate (default 1e-3)', number)
   .option('--z-loss <x>', 'router z-loss coefficient (default 0: off)', number)
   .option('--val-fraction <x>', 'held-out fraction of the corpus (default 0.05)', number, 0.05)
-  .option('--layout <spec>', 'ranks as worker threads, in the planner\'s notation: tp=T,dp=D[,expert=edp|etp] (--accum a multiple of D)')
+  .option('--layout <spec>', 'ranks as worker threads, in the planner\'s notation: tp=T,pp=P,dp=D[,expert=edp|etp][,stages=3+1][,recompute=none|selective|full, or one per stage] (--accum a multiple of D)')
   .option('--zero <0|1>', 'with --layout dp=N: 1 shards AdamW\'s moments over the ranks (ZeRO-1, the default), 0 replicates them', number)
   .addOption(backendOption())
   .addOption(threadsOption())
@@ -255,7 +261,7 @@ program
   .option('--intra-node-gbs <x>', 'per-GPU bandwidth inside a node, GB/s one way', number)
   .option('--inter-node-gbs <x>', 'per-GPU bandwidth across nodes, GB/s one way', number)
   .option('--global-batch-tokens <n>', 'global batch in tokens (default 2048 sequences)', positiveInt)
-  .option('--seq <n>', 'sequence length (default 4096)', positiveInt)
+  .option('--seq <n>', 'sequence length (default 4096; with --measure 128, as skymoe train)', positiveInt)
   .option('--micro-batch <n>', 'fix the micro-batch size', positiveInt)
   .addOption(new Option('--precision <p>', 'training compute / inference weights').choices(['bf16', 'fp8']))
   .option('--zero <n>', 'ZeRO stage 0-3 (default 1)', nonNegInt)
@@ -267,6 +273,12 @@ program
   .option('--context <n>', 'average context of a decode step (default 2048)', positiveInt)
   .option('--top <n>', 'layouts to explain (default 3)', positiveInt)
   .option('--validate', 'compare the step model with published runs')
+  .option('--measure', "run a few training steps under --layout on worker-thread ranks and print the bytes sent next to the planner's bytes model, per collective kind and group (exit code 1 beyond 1%; an all-to-all on its routed bytes)")
+  .option('--model <dir>', 'with --measure: train from this model directory (with its tokenizer) instead of --preset (default tiny)')
+  .option('--steps <n>', 'with --measure: optimizer steps (default 3)', positiveInt)
+  .option('--batch <n>', 'with --measure: sequences per micro-batch (default 8)', positiveInt)
+  .option('--accum <n>', 'with --measure: micro-batches per step over all replicas (default dp x pp)', positiveInt)
+  .addOption(backendOption())
   .option('--json', 'print JSON')
   .action(runPlan);
 

@@ -2,7 +2,8 @@
  * `skymoe plan`: choose and explain a parallel layout for training on a cluster (memory, tokens/s
  * per GPU, MFU, EP vs ETP vs EDP, the top layouts and what bounds them, the balanced pipeline
  * split, Megatron-Core arguments), or, with --inference, the FP8/BF16 serving plan; --validate
- * prints the step model against published runs.
+ * prints the step model against published runs; --measure runs a few training steps under a layout
+ * and sets the bytes the ranks sent beside the planner's bytes model.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readConfig } from '../io/hf.js';
@@ -18,6 +19,10 @@ import { balanceReport, comparePlacements, search, splitFor, type BalanceReport,
 import { checkLayout, defaultSetup, formatLayout, parseLayout, RECOMPUTE_MODES, type Recompute, type TrainingSetup } from '../parallel/planner/setup.js';
 import { boundOf, evaluate, type Evaluation } from '../parallel/planner/step.js';
 import { validate } from '../parallel/planner/validation.js';
+import { checkTraffic, TRAFFIC_TOLERANCE, type TrafficCheck } from '../parallel/traffic-check.js';
+import { sentBytes } from '../parallel/planner/traffic.js';
+import type { BackendName } from '../backend/backend.js';
+import { DEFAULT_TRAIN } from '../train/run.js';
 
 export interface PlanCliOptions {
   preset?: string;
@@ -41,6 +46,14 @@ export interface PlanCliOptions {
   top?: number;
   validate?: boolean;
   json?: boolean;
+  /** Run a few training steps under --layout and compare the bytes sent with the planner's. */
+  measure?: boolean;
+  /** --measure: a model directory to train from (with its tokenizer). */
+  model?: string;
+  steps?: number;
+  batch?: number;
+  accum?: number;
+  backend?: BackendName;
 }
 
 /** Left-aligned first column, right-aligned numbers, two spaces between columns. */
@@ -253,7 +266,8 @@ export function renderValidation(): string[] {
   return table(rows, ['published run', 'unit', 'reported', 'predicted', 'error']);
 }
 
-export function runPlan(o: PlanCliOptions): void {
+export function runPlan(o: PlanCliOptions): void | Promise<void> {
+  if (o.measure) return runMeasure(o);
   if (o.validate) {
     const v = validate();
     if (o.json) console.log(JSON.stringify(v.map((x) => ({ id: x.run.id, what: x.run.what, source: x.run.source, unit: x.run.unit, reported: x.run.reported, predicted: x.predicted, error: x.error, assumptions: x.run.assumptions })), null, 2));
@@ -281,4 +295,58 @@ export function runPlan(o: PlanCliOptions): void {
   const r = trainingPlan(cfg, name, c, s, { layout: o.layout, microBatch: o.microBatch, recompute: recomputeModes(o), top: o.top });
   if (o.json) console.log(JSON.stringify(r, null, 2));
   else for (const l of renderTrainingPlan(r, shapeOf(cfg, name))) console.log(l);
+}
+
+const intBytes = (b: number) => Math.round(b).toString();
+
+/** The lines of `skymoe plan --measure`: one per collective kind and group, control traffic apart, a summary. */
+export function renderTrafficCheck(r: TrafficCheck): string[] {
+  const at = `measure layout=${r.layout}`;
+  const out = [`${at} planner_layout=${r.plannerLayout} zero=${r.zero} sp=${r.sequenceParallel ? 1 : 0} model=${r.model} seq=${r.seq} batch=${r.batch} accum=${r.accum} steps=${r.steps} ranks=${r.ranks} unit=bytes/step/rank elements=fp32`];
+  const ratio = (x: number | null) => (x === null ? '-' : Number.isFinite(x) ? x.toFixed(3) : 'inf');
+  for (const row of r.rows) {
+    const r2 = row.routed;
+    // an all-to-all's ratio is of its routed bytes (sent + kept); the share kept depends on routing
+    const routed = r2 ? ` routed_predicted_bytes=${intBytes(r2.predicted)} routed_measured_bytes=${r2.measured === null ? '-' : intBytes(r2.measured)} kept_share=${r2.keptShare === null ? '-' : r2.keptShare.toFixed(3)} even_kept_share=${r2.evenKeptShare.toFixed(3)}` : '';
+    out.push(`${at} kind=${row.kind} group=${row.group} predicted_bytes=${intBytes(row.predicted)} measured_bytes=${row.measured === null ? '-' : intBytes(row.measured)}${routed} ratio=${ratio(row.ratio)}${row.measured === null ? ' not run' : ''}`);
+    for (const t of r.transfers.filter((t) => t.kind === row.kind && t.group === row.group)) {
+      out.push(`${at}   predicted ${t.what}, ${t.pass}: ${+t.calls.toFixed(3)} x ${intBytes(t.bytes)} B over ${t.size} ranks = ${intBytes(sentBytes(t))} B sent`);
+    }
+  }
+  for (const c of r.control) out.push(`${at} phase=control kind=${c.kind} group=${c.group} run_bytes=${intBytes(c.bytes)} (not modeled)`);
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+  const predicted = intBytes(sum(r.rows.map((x) => x.predicted)));
+  if (r.notRun !== null) {
+    out.push(`${at} summary predicted_bytes=${predicted} measured_bytes=- result=not-run (skymoe train does not run this layout yet: ${r.notRun})`);
+    return out;
+  }
+  const worst = Number.isFinite(r.worst!) ? `${(100 * r.worst!).toFixed(2)}%` : 'inf';
+  const tolerance = `${100 * TRAFFIC_TOLERANCE}%`;
+  out.push(`${at} summary predicted_bytes=${predicted} measured_bytes=${intBytes(sum(r.rows.map((x) => x.measured!)))} control_run_bytes=${intBytes(sum(r.control.map((c) => c.bytes)))} worst_ratio_error=${worst} tolerance=${tolerance} result=${r.ok ? 'ok' : 'MISMATCH'}`);
+  return out;
+}
+
+/** `--measure`: train a few steps under --layout on worker-thread ranks; exit code 1 when a kind and group is off by more than 1% (an all-to-all: its routed bytes). */
+async function runMeasure(o: PlanCliOptions): Promise<void> {
+  if (!o.layout) throw new PlanError('--measure needs a layout to run, e.g. --layout tp=2,dp=2,expert=edp', '--layout');
+  if (o.config !== undefined) throw new PlanError('--measure trains the model: give --preset NAME or --model DIR (with its tokenizer), not --config', '--config');
+  for (const [flag, v] of [['--inference', o.inference], ['--validate', o.validate], ['--micro-batch', o.microBatch], ['--global-batch-tokens', o.globalBatchTokens]] as const) {
+    if (v !== undefined && v !== false) throw new PlanError(`not with --measure (${flag === '--micro-batch' ? 'the micro-batch is --batch' : flag === '--global-batch-tokens' ? 'the step is --accum micro-batches of --batch sequences' : 'another kind of plan'})`, flag);
+  }
+  const r = await checkTraffic({
+    layout: o.layout,
+    zero: o.zero,
+    preset: o.model ? o.preset : o.preset ?? 'tiny',
+    modelDir: o.model,
+    steps: o.steps ?? 3,
+    batch: o.batch ?? DEFAULT_TRAIN.batch,
+    seq: o.seq ?? DEFAULT_TRAIN.seq,
+    accum: o.accum,
+    backend: o.backend,
+    cores: process.env.SKYMOE_THREADS ? Number(process.env.SKYMOE_THREADS) : undefined,
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  if (o.json) console.log(JSON.stringify(r, (_, v: unknown) => (v === Infinity ? 'inf' : v), 2));
+  else for (const l of renderTrafficCheck(r)) console.log(l);
+  if (r.notRun === null && !r.ok) process.exitCode = 1;
 }

@@ -11,6 +11,7 @@ import type { EngineHandle } from '../infer/types.js';
 import { loadTokenizer } from '../io/tokenizer/index.js';
 import type { LoadDType } from '../io/weights.js';
 import { checkChatTemplate, createServer } from '../serve/index.js';
+import { checkTensorParallelFlag } from './common.js';
 
 export interface ServeCliOptions {
   model: string;
@@ -24,10 +25,13 @@ export interface ServeCliOptions {
   kvCacheGb?: number;
   maxNumSeqs?: number;
   maxQueue?: number;
+  tp?: number;
+  tpExperts?: 'edp' | 'etp';
 }
 
 export async function runServe(o: ServeCliOptions): Promise<void> {
   if (o.kvCacheGb !== undefined && !(o.kvCacheGb > 0)) throw new Error(`--kv-cache-gb: expected a positive number of GiB, got ${o.kvCacheGb}`);
+  checkTensorParallelFlag(o.model, o.tp, o.tpExperts);
   const modelName = o.servedModelName ?? basename(resolve(o.model));
   const tokenizer = await loadTokenizer(o.model);
   // Before the engine starts: a template that does not parse ends the command at once.
@@ -38,6 +42,8 @@ export async function runServe(o: ServeCliOptions): Promise<void> {
     dtype: o.dtype,
     backend: o.backend,
     threads: o.threads,
+    tp: o.tp,
+    tpExperts: o.tpExperts,
     kvCacheBytes: o.kvCacheGb === undefined ? undefined : Math.round(o.kvCacheGb * 2 ** 30),
     maxNumSeqs: o.maxNumSeqs,
     maxQueue: o.maxQueue,

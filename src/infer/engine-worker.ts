@@ -16,7 +16,12 @@ export interface StartEngineOptions extends EngineOptions {
   model: string;
   dtype?: LoadDType;
   backend?: BackendName;
+  /** Kernel threads (under tensor parallelism: of all ranks together, divided among them). */
   threads?: number;
+  /** Tensor-parallel ranks (worker threads) the model is split over (default 1: no split; see tensor-parallel.ts). */
+  tp?: number;
+  /** How a tensor-parallel group places MoE experts: 'edp' whole experts per rank (default, Skywork's) or 'etp' a slice of every expert. */
+  tpExperts?: 'edp' | 'etp';
   /** Name requests must use (default: the directory's base name). */
   modelName?: string;
   /** Requests that may wait for a place in the batch; beyond it generate() throws EngineBusyError. Default 256. */

@@ -93,7 +93,8 @@ export class Engine {
     // No more than every sequence of a full batch at the full context can use.
     const blocks = Math.min(PagedKVCache.blocksFor(cfg, kvCacheBytes, blockSize), maxNumSeqs * Math.ceil(cfg.maxPositions / blockSize));
     if (blocks < 1) throw new EngineError(`a KV cache of ${kvCacheBytes} bytes holds no block of ${blockSize} positions for this model`);
-    this.kv = new PagedKVCache(cfg, blocks, blockSize, model.backend);
+    // A tensor-parallel rank holds the same blocks with its key/value heads only: kvCacheBytes bounds the group's.
+    this.kv = new PagedKVCache(cfg, blocks, blockSize, model.backend, model.tp?.shard);
     this.eos = new Set(stopTokenIds(cfg));
   }
 
@@ -165,7 +166,7 @@ export class Engine {
     const plan = this.schedule();
     if (plan.length === 0) return events;
     const step = this.buildStep(plan);
-    const logits = this.model.forwardPaged(step, this.kv);
+    const logits = this.forward(step);
     this.counters.steps++;
     const V = this.model.config.vocabSize, known = Math.min(V, this.tokenizer.vocabSize);
     let r = 0;
@@ -180,6 +181,11 @@ export class Engine {
       this.sample(seq, row, events);
     }
     return events;
+  }
+
+  /** The step's forward: logits [logitRows, V]. (The tensor-parallel engine first sends the step to the other ranks.) */
+  protected forward(step: PagedStep): Float32Array {
+    return this.model.forwardPaged(step, this.kv);
   }
 
   private sample(seq: Sequence, row: Float32Array, events: EngineEvent[]): void {

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { ConfigError, configFromHF, configToHF, layoutRefusal, type ModelConfig } from '../model/config.js';
+import type { TensorParallelOps } from '../model/shard.js';
 import { expertValues, paramValues, SkyworkMoE } from '../model/skywork-moe.js';
 import * as T from '../tensor/index.js';
 import { writeFileAtomic, writeFully } from './atomic.js';
@@ -42,12 +43,16 @@ export function loadModel(dir: string, backend: Backend = T.currentBackend(), op
   return loadModelWithReport(dir, backend, opts).model;
 }
 
-/** loadModel, also saying where the weights went (mapped or heap bytes, by dtype). */
-export function loadModelWithReport(dir: string, backend: Backend = T.currentBackend(), opts: LoadOptions = {}): { model: SkyworkMoE; report: LoadReport } {
+/**
+ * loadModel, also saying where the weights went (mapped or heap bytes, by dtype). With `tp`, one
+ * tensor-parallel rank's model: only its slices are read (see io/weights.ts).
+ */
+export function loadModelWithReport(dir: string, backend: Backend = T.currentBackend(), opts: Omit<LoadOptions, 'shard'> & { tp?: TensorParallelOps } = {}): { model: SkyworkMoE; report: LoadReport } {
   const cfg = readConfig(dir);
-  const { params, report } = loadParams(dir, cfg, backend, { dtype: 'f32', ...opts });
+  const { tp, ...load } = opts;
+  const { params, report } = loadParams(dir, cfg, backend, { dtype: 'f32', ...load, shard: tp?.shard });
   try {
-    return { model: SkyworkMoE.fromParams(cfg, params, backend), report };
+    return { model: SkyworkMoE.fromParams(cfg, params, backend, tp), report };
   } catch (e) {
     for (const p of params.values()) p.dispose();
     throw e;

@@ -8,13 +8,21 @@
  * format). `dtype` converts on load: 'f32' decodes everything into trainable heap tensors,
  * 'bf16' and 'fp8' re-encode matrices into the heap (embeddings and lm_head stay bf16 under fp8,
  * as in Skywork-MoE-Base-FP8).
+ *
+ * With a tensor-parallel shard (model/shard.ts), only this rank's slice of each split weight is
+ * held: a row slice of a mapped matrix is read in place (q/k/v, gate/up, etp's w1/w3), a column
+ * slice (o_proj, down, etp's w2) is copied into the heap in its stored dtype, and under edp only
+ * this rank's experts are read. Converted weights are converted whole, then cut (fp8's per-tensor
+ * scale is the whole tensor's, as on one rank).
  */
 import type { Backend } from '../backend/backend.js';
 import type { ModelConfig } from '../model/config.js';
+import { shardPlan, slicedShape, sliceValues, type SliceSpec, type TensorShard } from '../model/shard.js';
 import { parameterSpecs, type Param } from '../model/skywork-moe.js';
 import { bf16Bytes, quantizeFp8 } from '../quant/fp8.js';
 import * as T from '../tensor/index.js';
 import { ExpertWeights, MappedRegion, Weight, WeightDType } from '../tensor/index.js';
+import { WEIGHT_DTYPE_BYTES } from '../backend/backend.js';
 import { DTYPE_BYTES, type StorageDType } from './dtypes.js';
 import { CheckpointError, expertTensorNames } from './layout.js';
 import type { TensorReader } from './safetensors.js';
@@ -32,6 +40,8 @@ export interface LoadOptions {
   map?: boolean;
   /** Progress: tensors done of total. */
   onProgress?: (done: number, total: number) => void;
+  /** Tensor parallelism: load only this rank's slices of the split weights. */
+  shard?: TensorShard;
 }
 
 export interface LoadReport {
@@ -99,6 +109,7 @@ export function loadParams(dir: string, cfg: ModelConfig, backend: Backend, opts
   const regions = new Map<string, MappedRegion | null>();
   const report: LoadReport = { mappedBytes: 0, heapBytes: 0, mappedFiles: 0, bytesByDtype: {} };
   const used = new Set<string>();
+  const plan = opts.shard ? shardPlan(cfg, opts.shard) : new Map<string, SliceSpec>();
   const mapping = opts.map !== false && backend.mapFile !== undefined && dtype === 'auto';
   const regionFor = (path: string): MappedRegion | null => {
     if (!regions.has(path)) {
@@ -117,28 +128,33 @@ export function loadParams(dir: string, cfg: ModelConfig, backend: Backend, opts
     report.bytesByDtype[w.dtypeName] = (report.bytesByDtype[w.dtypeName] ?? 0) + w.bytes;
   };
 
-  /** One file tensor as a Weight (matrix) in the requested form. */
-  const weightOf = (name: string, shape: readonly number[], keepBf16: boolean): Weight => {
+  /** One file tensor [rows, cols] as a Weight (matrix) in the requested form: all of it, or the slice `cut`. */
+  const weightOf = (name: string, shape: readonly number[], keepBf16: boolean, cut?: SliceSpec): Weight => {
     const info = reader.info(name);
     used.add(name);
     const stored = STORED[info.dtype];
     if (stored === undefined) throw new CheckpointError(`tensor '${name}' is ${info.dtype}; weights must be F32, BF16, F16 or F8_E4M3`, where);
     const sc = readScale(reader, name, shape[0]!, where);
     if (sc.name) used.add(sc.name);
-    const o = { scale: sc.scale, rowScale: sc.rowScale, name };
+    const held = cut ? slicedShape(shape, cut) : shape;
+    const rowScale = sc.rowScale && cut?.dim === 0 ? sc.rowScale.slice(cut.from, cut.from + cut.count) : sc.rowScale;
+    const o = { scale: sc.scale, rowScale, name };
     const want = dtype === 'bf16' || (dtype === 'fp8' && keepBf16) ? WeightDType.BF16 : dtype === 'fp8' ? WeightDType.F8E4M3 : stored;
+    const heap = (bytes: Uint8Array, d: WeightDType, wo: typeof o) => Weight.fromBytes(cut ? sliceBytes(bytes, shape, cut, WEIGHT_DTYPE_BYTES[d]!) : bytes, d, held, wo, backend);
     let w: Weight;
     if (want === stored) {
       const loc = reader.location(name);
       const region = regionFor(loc.path);
-      w = region ? Weight.mapped(region, loc.offset, stored, shape, o, backend) : Weight.fromBytes(reader.readRaw(name), stored, shape, o, backend);
+      // rows of a row-major matrix are contiguous: a row slice is read in place too
+      if (region && (!cut || cut.dim === 0)) w = Weight.mapped(region, loc.offset + (cut ? cut.from * shape[1]! * WEIGHT_DTYPE_BYTES[stored]! : 0), stored, held, o, backend);
+      else w = heap(reader.readRaw(name), stored, o);
     } else {
       // convert: the real values (scales applied), then re-encode
       const { values } = readRealValues(reader, name, where);
-      if (want === WeightDType.BF16) w = Weight.fromBytes(bf16Bytes(values), WeightDType.BF16, shape, { name }, backend);
+      if (want === WeightDType.BF16) w = heap(bf16Bytes(values), WeightDType.BF16, { name, scale: 1, rowScale: undefined });
       else {
         const q = quantizeFp8(values, shape[0]!, shape[1]!);
-        w = Weight.fromBytes(q.codes, WeightDType.F8E4M3, shape, { name, scale: q.scale as number }, backend);
+        w = heap(q.codes, WeightDType.F8E4M3, { name, scale: q.scale as number, rowScale: undefined });
       }
     }
     count(w);
@@ -160,14 +176,26 @@ export function loadParams(dir: string, cfg: ModelConfig, backend: Backend, opts
       const perFile = files.length === 1 ? spec.shape : spec.shape.slice(1);
       for (const f of files) checkShape(f, perFile);
       const small = spec.kind === 'norm' || /\.gate(\.\d)?\.weight$/.test(spec.name);
+      // Tensor parallelism: the files this rank reads (edp: its experts only) and each one's cut.
+      const cut = plan.get(spec.name);
+      let mine = files, fileCut = cut;
+      if (cut && files.length > 1) {
+        if (cut.dim === 0) {
+          mine = files.slice(cut.from, cut.from + cut.count);
+          fileCut = undefined;
+          for (const f of files) used.add(f).add(`${f}_scale`); // the other ranks' experts
+        } else fileCut = { ...cut, dim: cut.dim - 1 };
+      }
+      const shape = cut ? slicedShape(spec.shape, cut) : spec.shape;
       if (dtype === 'f32' || small) {
         // f32 heap tensor, stacked for experts (trainable; norms and router always)
-        const t = T.keep(T.empty(spec.shape, 'f32', backend));
+        const t = T.keep(T.empty(shape, 'f32', backend));
         params.set(spec.name, t);
-        files.forEach((name, e) => {
+        mine.forEach((name, e) => {
           used.add(name);
-          const { values: data, scaleName } = readRealValues(reader, name, where);
+          const { values, scaleName } = readRealValues(reader, name, where);
           if (scaleName) used.add(scaleName);
+          const data = fileCut ? sliceValues(values, perFile, fileCut) : values;
           if (files.length === 1) t.assign(data);
           else {
             const v = t.rowsView(e, e + 1);
@@ -179,11 +207,11 @@ export function loadParams(dir: string, cfg: ModelConfig, backend: Backend, opts
         report.bytesByDtype.f32 = (report.bytesByDtype.f32 ?? 0) + 4 * t.size;
       } else {
         const keepBf16 = spec.name === 'model.embed_tokens.weight' || spec.name === 'lm_head.weight';
-        if (files.length === 1) params.set(spec.name, weightOf(files[0]!, perFile, keepBf16));
+        if (files.length === 1) params.set(spec.name, weightOf(files[0]!, perFile, keepBf16, fileCut));
         else {
           const experts: Weight[] = [];
           try {
-            for (const name of files) experts.push(weightOf(name, perFile, keepBf16));
+            for (const name of mine) experts.push(weightOf(name, perFile, keepBf16, fileCut));
           } catch (e) {
             for (const w of experts) w.dispose();
             throw e;
@@ -204,6 +232,15 @@ export function loadParams(dir: string, cfg: ModelConfig, backend: Backend, opts
     for (const r of regions.values()) r?.release();
     reader.close();
   }
+}
+
+/** The slice `cut` of a row-major tensor's stored bytes (`elem` bytes per element). */
+function sliceBytes(bytes: Uint8Array, shape: readonly number[], cut: SliceSpec, elem: number): Uint8Array {
+  const outer = shape.slice(0, cut.dim).reduce((a, b) => a * b, 1);
+  const inner = shape.slice(cut.dim + 1).reduce((a, b) => a * b, 1) * elem;
+  const out = new Uint8Array(outer * cut.count * inner);
+  for (let o = 0; o < outer; o++) out.set(bytes.subarray((o * cut.total + cut.from) * inner, (o * cut.total + cut.from + cut.count) * inner), o * cut.count * inner);
+  return out;
 }
 
 /** What loading a checkpoint with dtype 'auto' holds where: matrices (mappable) and the small f32 tensors and row scales (heap). */

@@ -24,7 +24,7 @@ export interface RopeTables {
  * x [B, T, C] normalized; positions i32 [B*T]. With a cache (inference), the new keys and values
  * are written at cache.length and attention runs over everything cached so far.
  */
-export function attentionBlock(x: Tensor, w: AttentionWeights, cfg: ModelConfig, rope: RopeTables, positions: Tensor, cache?: { kv: KVCache; layer: number }, heads?: { heads: number; kvHeads: number }): Tensor {
+export function attentionBlock(x: Tensor, w: AttentionWeights, cfg: ModelConfig, rope: RopeTables, positions: Tensor, cache?: { kv: KVCache; layer: number }, heads?: { heads: number; kvHeads: number }, recomputeCore = false): Tensor {
   const [B, Tn] = x.shape as [number, number, number];
   // a tensor-parallel rank runs its share of the heads (model/shard.ts); o_proj then gives a partial sum
   const H = heads?.heads ?? cfg.numHeads, Hkv = heads?.kvHeads ?? cfg.numKvHeads, D = cfg.headDim;
@@ -38,7 +38,8 @@ export function attentionBlock(x: Tensor, w: AttentionWeights, cfg: ModelConfig,
     T.writeSlice(kv.v[layer]!, v, kv.length);
     a = T.attention(q, kv.k[layer]!, kv.v[layer]!, { kvLength: kv.length + Tn, qOffset: kv.length }); // (B, T, H, D)
   } else {
-    a = T.attention(q, k, v); // (B, T, H, D)
+    // selective recomputation (Megatron's): the core attention runs again in the backward instead of keeping its state
+    a = recomputeCore ? T.checkpoint((q, k, v) => T.attention(q!, k!, v!), [q, k, v]) : T.attention(q, k, v); // (B, T, H, D)
   }
   return T.linear(T.reshape(a, [B, Tn, H * D]), w.o); // (B, T, C)
 }
@@ -78,9 +79,10 @@ export interface PagedAttentionMeta {
  * x [N, C] normalized, positions i32 [N]. The rows' keys and values are written to their slots
  * first, then each row attends to its sequence's keys up to its own position.
  */
-export function pagedAttentionBlock(x: Tensor, w: AttentionWeights, cfg: ModelConfig, rope: RopeTables, positions: Tensor, kv: PagedAttentionMeta): Tensor {
+export function pagedAttentionBlock(x: Tensor, w: AttentionWeights, cfg: ModelConfig, rope: RopeTables, positions: Tensor, kv: PagedAttentionMeta, heads?: { heads: number; kvHeads: number }): Tensor {
   const [N] = x.shape as [number, number];
-  const H = cfg.numHeads, Hkv = cfg.numKvHeads, D = cfg.headDim;
+  // a tensor-parallel rank: its heads, its caches' key/value heads, a partial sum out of o_proj
+  const H = heads?.heads ?? cfg.numHeads, Hkv = heads?.kvHeads ?? cfg.numKvHeads, D = cfg.headDim;
   const x3 = T.reshape(x, [1, N, cfg.hiddenSize]);
   const q = T.reshape(T.rope(projectHeads(x3, w.q, w.qNorm, H, D, cfg), rope, positions), [N, H, D]);
   const k = T.reshape(T.rope(projectHeads(x3, w.k, w.kNorm, Hkv, D, cfg), rope, positions), [N, Hkv, D]);

@@ -12,6 +12,7 @@
 import * as T from '../tensor/index.js';
 import type { ExpertWeights, Tensor } from '../tensor/index.js';
 import type { ModelConfig } from './config.js';
+import { type ExpertParallelOps, unevenSplit } from './shard.js';
 
 /** Which assignments an over-full expert drops first. */
 export type DropPolicy = 'probability' | 'position';
@@ -34,7 +35,7 @@ export interface MoeOptions {
    * (etp: experts null), and `combine` sums the partial outputs over the group. `copy` marks the
    * experts' input so that its gradient is summed over the group.
    */
-  parallel?: { experts: [number, number] | null; copy(x: Tensor): Tensor; combine(y: Tensor): Tensor };
+  parallel?: { experts: [number, number] | null; copy(x: Tensor): Tensor; combine(y: Tensor): Tensor; ep?: ExpertParallelOps };
 }
 
 export const DROPLESS: MoeOptions = { capacityFactor: null, dropPolicy: 'probability', auxLoss: 'none', zLoss: false };
@@ -176,17 +177,26 @@ export function moeForward(x: Tensor, w: MoeWeights, cfg: ModelConfig, opts: Moe
   const plan = planDispatch(experts, selProbs, N, k, E, opts);
 
   // Dispatch: token rows in expert order, grouped expert FFN, weight, un-permute and sum.
-  // Under expert data parallelism only this rank's experts' rows: dispatch stays local.
+  // Under expert data parallelism only this rank's experts' rows: dispatch stays local. Under
+  // expert parallelism this rank's rows go to their experts' ranks and come back (all-to-all).
   const par = opts.parallel;
-  const [e0, e1] = par?.experts ?? [0, E];
-  const lo = plan.offsets[e0]!, hi = plan.offsets[e1]!;
-  const offsets = plan.offsets.slice(e0, e1 + 1).map((o) => o - lo);
-  const tokenOf = T.tensor(plan.tokenOf.subarray(lo, hi), [hi - lo], 'i32', be);
-  const xs = T.gatherRows(par ? par.copy(x) : x, tokenOf); // (M, H)
-  const act = T.swiglu(T.groupedMatmul(xs, w.w1, offsets), T.groupedMatmul(xs, w.w3, offsets)); // (M, F)
-  const ys = T.groupedMatmul(act, w.w2, offsets); // (M, H)
+  const ffn = (xs: Tensor, offsets: Int32Array) => T.groupedMatmul(T.swiglu(T.groupedMatmul(xs, w.w1, offsets), T.groupedMatmul(xs, w.w3, offsets)), w.w2, offsets); // (M, H)
+  let sel: Int32Array; // entries of plan.order this rank weights and sums
+  let ys: Tensor; // their expert outputs (M, H)
+  if (par?.ep) {
+    const r = dispatchExpertParallel(x, plan, E, par.ep, par.copy, ffn);
+    sel = r.sel;
+    ys = r.ys;
+  } else {
+    const [e0, e1] = par?.experts ?? [0, E];
+    const lo = plan.offsets[e0]!, hi = plan.offsets[e1]!;
+    const offsets = plan.offsets.slice(e0, e1 + 1).map((o) => o - lo);
+    sel = Int32Array.from({ length: hi - lo }, (_, i) => lo + i);
+    ys = ffn(T.gatherRows(par ? par.copy(x) : x, T.tensor(plan.tokenOf.subarray(lo, hi), [hi - lo], 'i32', be)), offsets);
+  }
+  const tokenOf = T.tensor(sel.map((i) => plan.tokenOf[i]!), [sel.length], 'i32', be);
   // the gate weights also meet only this rank's part of the experts: their gradient is summed over the group too
-  const wSel = T.gatherRows(T.reshape(par ? par.copy(wNorm) : wNorm, [N * k, 1]), T.tensor(plan.order.subarray(lo, hi), [hi - lo], 'i32', be)); // (M, 1)
+  const wSel = T.gatherRows(T.reshape(par ? par.copy(wNorm) : wNorm, [N * k, 1]), T.tensor(sel.map((i) => plan.order[i]!), [sel.length], 'i32', be)); // (M, 1)
   const yPart = T.scatterAddRows(T.mul(ys, wSel), tokenOf, N); // (N, H); dropped assignments add nothing
   const y = par ? par.combine(yPart) : yPart;
 
@@ -226,4 +236,60 @@ export function moeForward(x: Tensor, w: MoeWeights, cfg: ModelConfig, opts: Moe
     ...gateStats(pHost, N, E),
   };
   return { y, aux, zLoss, stats };
+}
+
+/**
+ * Expert parallelism's dispatch: this rank's rows (its share under tensor parallelism) of every
+ * kept assignment go to the rank holding the assignment's expert (experts split over the group
+ * as unevenSplit(E, size), so the rows, in expert order, are already grouped by destination),
+ * the receiving rank regroups what arrives by its experts, runs them, puts the outputs back in
+ * arrival order and returns them. `sel` are the entries of plan.order this rank sent, in order;
+ * `ys` their outputs.
+ */
+function dispatchExpertParallel(x: Tensor, plan: DispatchPlan, E: number, ep: ExpertParallelOps, copy: (x: Tensor) => Tensor, ffn: (xs: Tensor, offsets: Int32Array) => Tensor): { sel: Int32Array; ys: Tensor } {
+  const be = x.backend;
+  const [N] = x.shape as [number, number];
+  const [r0, r1] = ep.rows(N);
+  const P = ep.shard.size;
+  const perRank = unevenSplit(E, P);
+  const firstExpert = perRank.map((_, j) => perRank.slice(0, j).reduce((a, b) => a + b, 0));
+  const sel: number[] = [];
+  const counts: number[][] = perRank.map((n) => Array<number>(n).fill(0)); // per destination, per its expert
+  for (let j = 0; j < P; j++) {
+    for (let le = 0; le < perRank[j]!; le++) {
+      const e = firstExpert[j]! + le;
+      for (let i = plan.offsets[e]!; i < plan.offsets[e + 1]!; i++) {
+        const t = plan.tokenOf[i]!;
+        if (t >= r0 && t < r1) {
+          sel.push(i);
+          counts[j]![le]!++;
+        }
+      }
+    }
+  }
+  const send = counts.map((c) => c.reduce((a, b) => a + b, 0));
+  const arriving = ep.counts(counts); // per source rank, per expert of mine
+  const recv = arriving.map((c) => c.reduce((a, b) => a + b, 0));
+  const selA = Int32Array.from(sel);
+  const xs = T.gatherRows(copy(x), T.tensor(selA.map((i) => plan.tokenOf[i]!), [selA.length], 'i32', be)); // (M, H)
+  const xr = ep.exchange(xs, send, recv); // (R, H), by source rank, then by expert
+  // regroup by expert: rows of expert le from every source, sources in order
+  const mine = perRank[ep.shard.index]!;
+  const srcStart = recv.map((_, s) => recv.slice(0, s).reduce((a, b) => a + b, 0));
+  const perm: number[] = [];
+  const offsets = new Int32Array(mine + 1);
+  for (let le = 0; le < mine; le++) {
+    for (let s = 0; s < P; s++) {
+      const before = arriving[s]!.slice(0, le).reduce((a, b) => a + b, 0);
+      for (let r = 0; r < arriving[s]![le]!; r++) perm.push(srcStart[s]! + before + r);
+    }
+    offsets[le + 1] = perm.length;
+  }
+  const permT = Int32Array.from(perm);
+  const inverse = new Int32Array(permT.length);
+  permT.forEach((p, i) => (inverse[p] = i));
+  const R = permT.length;
+  const yg = ffn(T.gatherRows(xr, T.tensor(permT, [R], 'i32', be)), offsets); // (R, H) by expert
+  const yr = T.gatherRows(yg, T.tensor(inverse, [R], 'i32', be)); // back in arrival order
+  return { sel: selA, ys: ep.exchange(yr, recv, send) }; // (M, H), in the order this rank sent
 }

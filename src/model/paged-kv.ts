@@ -8,12 +8,13 @@ import type { Backend } from '../backend/backend.js';
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
 import type { ModelConfig } from './config.js';
+import { headSplit, type TensorShard } from './shard.js';
 
 export class KVCacheError extends Error {
   override name = 'KVCacheError';
 }
 
-/** Bytes of keys and values one block holds over all layers. */
+/** Bytes of keys and values one block holds over all layers (of every key/value head: the whole tensor-parallel group's). */
 export function bytesPerBlock(cfg: ModelConfig, blockSize: number): number {
   return 2 * cfg.numLayers * blockSize * cfg.numKvHeads * cfg.headDim * 4;
 }
@@ -22,17 +23,22 @@ export class PagedKVCache {
   /** Per layer: keys and values [numBlocks * blockSize, Hkv, D]. */
   readonly k: Tensor[] = [];
   readonly v: Tensor[] = [];
+  /** The key/value heads held: all, or a tensor-parallel rank's (model/shard.ts). */
+  readonly kvHeads: number;
   private readonly freeList: number[];
 
+  /** With `shard`, the cache of one tensor-parallel rank: the same blocks, only its key/value heads. */
   constructor(
     cfg: ModelConfig,
     readonly numBlocks: number,
     readonly blockSize: number,
     backend: Backend,
+    shard?: TensorShard,
   ) {
     if (!Number.isInteger(blockSize) || blockSize < 1) throw new KVCacheError(`block size must be a positive integer, got ${blockSize}`);
     if (!Number.isInteger(numBlocks) || numBlocks < 1) throw new KVCacheError(`the KV cache needs at least one block, got ${numBlocks}`);
-    const shape = [numBlocks * blockSize, cfg.numKvHeads, cfg.headDim];
+    this.kvHeads = shard ? headSplit(cfg, shard).kvHeads : cfg.numKvHeads;
+    const shape = [numBlocks * blockSize, this.kvHeads, cfg.headDim];
     try {
       for (let l = 0; l < cfg.numLayers; l++) {
         this.k.push(T.keep(T.zeros(shape, 'f32', backend)));
@@ -40,7 +46,7 @@ export class PagedKVCache {
       }
     } catch (e) {
       this.dispose();
-      throw new KVCacheError(`cannot allocate a KV cache of ${numBlocks} blocks (${((numBlocks * bytesPerBlock(cfg, blockSize)) / 2 ** 30).toFixed(2)} GiB): ${(e as Error).message}`);
+      throw new KVCacheError(`cannot allocate a KV cache of ${numBlocks} blocks (${((numBlocks * bytesPerBlock(cfg, blockSize) * this.kvHeads) / cfg.numKvHeads / 2 ** 30).toFixed(2)} GiB): ${(e as Error).message}`);
     }
     // Lowest block ids first (pop from the end).
     this.freeList = Array.from({ length: numBlocks }, (_, i) => numBlocks - 1 - i);

@@ -9,7 +9,9 @@
  * - Experts: 'etp' splits every expert's FFN the same way; 'edp' (Skywork's expert data parallel)
  *   gives each rank whole experts (E split over the group); both end in a reduction of partial
  *   outputs. Routing (the router's weights, top-k, capacity) is replicated: every rank routes
- *   every token identically.
+ *   every token identically. 'ep' leaves the experts out of the TP cut: they are placed whole over
+ *   an expert-parallel group (tp x dp ranks) and tokens travel to them by all-to-all
+ *   (ExpertParallelOps).
  * - Embeddings, norms, router and lm_head are replicated.
  * The model knows only its slice and two functions from its caller (copy before a split, reduce
  * after it); which ranks they talk to is the runtime's business.
@@ -21,8 +23,25 @@ import { moeParamNames } from './skywork-moe.js';
 export interface TensorShard {
   size: number;
   index: number;
-  /** How MoE experts are placed on the group. */
-  experts: 'etp' | 'edp';
+  /** How MoE experts are placed on the group ('ep': not on it, see ExpertParallelOps). */
+  experts: 'etp' | 'edp' | 'ep';
+}
+
+/**
+ * Expert parallelism (Megatron's EP, SPEC section 5): whole experts spread over a group of ranks
+ * that route different tokens (data-parallel replicas, and each tensor-parallel rank's share of
+ * the rows); a token's hidden state goes to the rank of each expert it chose and its output comes
+ * back, by all-to-all.
+ */
+export interface ExpertParallelOps {
+  /** This rank in the expert-parallel group; experts split over it as unevenSplit(E, size). */
+  shard: { size: number; index: number };
+  /** Under tensor parallelism, this rank's share of the rows [from, to) of N (the others' go from their TP peers). */
+  rows(N: number): [number, number];
+  /** Differentiable all-to-all of rows [sum(send), H]: send[j] rows to group rank j, recv[j] from it. */
+  exchange(x: Tensor, send: readonly number[], recv: readonly number[]): Tensor;
+  /** Per group rank j, the counts this rank sends it (one per expert of j); returns what each rank sends this one. */
+  counts(perRank: readonly (readonly number[])[]): number[][];
 }
 
 /** What the model calls at the seams of a split (differentiable; see parallel/runtime/autograd-comm.ts). */
@@ -32,6 +51,28 @@ export interface TensorParallelOps {
   copy(x: Tensor): Tensor;
   /** Partial results summed over the group (after a split). */
   reduce(x: Tensor): Tensor;
+  /** Sequence parallelism: between the split blocks each rank holds only its rows of the tokens. */
+  sequence?: SequenceParallelOps;
+}
+
+/**
+ * Megatron's sequence parallelism (Korthikanti et al. 2022): the norms and residual adds between
+ * the tensor-parallel blocks run on this rank's rows of the tokens; each block's input is
+ * all-gathered (its backward a reduce-scatter) and its partial output reduce-scattered (backward
+ * an all-gather) instead of all-reduced. Work every rank repeats on all tokens (routing, the head)
+ * takes an all-gather whose backward keeps this rank's rows. Rows are [N, C], split unevenly.
+ */
+export interface SequenceParallelOps {
+  /** This rank's rows [from, to) of N (unevenSplit, the extra rows first). */
+  rows(N: number): [number, number];
+  /** All rows -> this rank's (backward all-gather). */
+  scatter(x: Tensor): Tensor;
+  /** This rank's rows of N -> all, into a split block (backward reduce-scatter). */
+  gather(x: Tensor, N: number): Tensor;
+  /** This rank's rows of N -> all, into replicated work (backward: this rank's rows of the gradient). */
+  gatherReplicated(x: Tensor, N: number): Tensor;
+  /** A split block's partial sums of all rows -> this rank's rows of the sum (backward all-gather). */
+  reduceScatter(x: Tensor): Tensor;
 }
 
 /** A parameter's slice on one rank: `count` of `total` along `dim`, from `from`. */
@@ -68,10 +109,35 @@ export function checkShard(c: ModelConfig, s: TensorShard): void {
   if (c.intermediateSize < s.size) throw new ConfigError(`tensor parallel: intermediate_size ${c.intermediateSize} cannot be split over ${s.size} ranks`);
 }
 
-/** The slice of every split parameter on this rank (replicated parameters are absent). */
-export function shardPlan(c: ModelConfig, s: TensorShard): Map<string, SliceSpec> {
+/** Refuse an expert-parallel group the experts cannot be placed on. */
+export function checkExpertShard(c: ModelConfig, ep: { size: number; index: number }): void {
+  if (!Number.isInteger(ep.size) || ep.size < 1 || !Number.isInteger(ep.index) || ep.index < 0 || ep.index >= ep.size) throw new ConfigError(`expert parallel: rank ${ep.index} of ${ep.size} is not a rank of the group`);
+  if (c.numExperts === 0) throw new ConfigError('expert parallel: the model has no experts (a dense model); use tensor or data parallelism');
+  if (c.numExperts < ep.size) throw new ConfigError(`expert parallel: ${c.numExperts} experts cannot be placed over ${ep.size} ranks (each rank needs at least one)`);
+}
+
+/** The expert slice (whole experts, dim 0 of the stacked [E, ...] tensors) of rank `index` of `size`. */
+export function expertSlice(c: ModelConfig, ep: { size: number; index: number }): SliceSpec {
+  const counts = unevenSplit(c.numExperts, ep.size);
+  return { dim: 0, from: start(counts, ep.index), count: counts[ep.index]!, total: c.numExperts };
+}
+
+/**
+ * The slice of every split parameter on this rank (replicated parameters are absent); with
+ * expert parallelism (`ep`), the experts are this rank's whole experts.
+ */
+export function shardPlan(c: ModelConfig, s: TensorShard, ep?: { size: number; index: number }): Map<string, SliceSpec> {
   checkShard(c, s);
   const plan = new Map<string, SliceSpec>();
+  if (ep && ep.size > 1) {
+    checkExpertShard(c, ep);
+    const e = expertSlice(c, ep);
+    for (let l = 0; l < c.numLayers; l++) {
+      if (!isMoeLayer(c, l)) continue;
+      const m = moeParamNames(c, l);
+      for (const n of [m.w1, m.w3, m.w2]) plan.set(n, e);
+    }
+  }
   if (s.size === 1) return plan;
   const D = c.headDim;
   const { heads, kvHeads, kvFrom } = headSplit(c, s);
@@ -89,7 +155,9 @@ export function shardPlan(c: ModelConfig, s: TensorShard): Map<string, SliceSpec
     plan.set(`${a}.o_proj.weight`, slice(heads * D, kvFrom * perGroup * D, c.numHeads * D, 1));
     if (isMoeLayer(c, l)) {
       const m = moeParamNames(c, l);
-      if (s.experts === 'edp') {
+      if (s.experts === 'ep') {
+        // placed by the expert-parallel group (above), not cut by tensor parallelism
+      } else if (s.experts === 'edp') {
         const counts = unevenSplit(c.numExperts, s.size);
         const e = slice(counts[s.index]!, start(counts, s.index), c.numExperts, 0);
         for (const n of [m.w1, m.w3, m.w2]) plan.set(n, e);

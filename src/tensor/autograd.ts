@@ -3,7 +3,7 @@
  * saved, and a backward function that maps the output gradient to input gradients using ops in
  * no-grad mode). `backward(loss)` walks the nodes in reverse topological order.
  */
-import { isGradEnabled, noGrad, trackNode } from './engine.js';
+import { isGradEnabled, noGrad, trackNode, withGrad } from './engine.js';
 import { empty, ShapeError, type Tensor } from './tensor.js';
 
 export type BackwardFn = (gradOut: Tensor, saved: readonly Tensor[]) => readonly (Tensor | null)[];
@@ -147,4 +147,41 @@ function fillLike(t: Tensor, v: number): Tensor {
   const out = empty(t.shape, 'f32', t.backend, false);
   out.backend.kernels.fill(out.ptr, out.size, v, false);
   return out;
+}
+
+let recomputations = 0;
+/** How many checkpointed functions have run again in backwards on this thread (a figure for schedules and tests). */
+export function checkpointRecomputations(): number {
+  return recomputations;
+}
+
+/**
+ * Activation recomputation (Megatron's selective recompute, Chen et al. 2016): y = fn(inputs)
+ * without keeping fn's intermediate tensors; the backward runs fn again with autograd on the saved
+ * inputs and backpropagates through it. Costs one more forward of fn; saves what fn keeps for its
+ * backward. fn must be deterministic (the kernels are). Parameters fn reads directly receive their
+ * gradients during the recomputation.
+ */
+export function checkpoint(fn: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[]): Tensor {
+  if (!isGradEnabled() || !inputs.some(needsGrad)) return fn(...inputs);
+  const out = noGrad(() => fn(...inputs));
+  return record('checkpoint', inputs, out, inputs, (gy, saved) => {
+    recomputations++;
+    // fresh leaves over the saved inputs' storage: the recomputed graph ends at them
+    const leaves = saved.map((t, i) => {
+      const v = t.view(t.shape);
+      v.requiresGrad = needsGrad(inputs[i]!);
+      return v;
+    });
+    try {
+      withGrad(() => backward(fn(...leaves), gy));
+      return leaves.map((l) => {
+        const g = l.grad;
+        l.grad = null;
+        return g;
+      });
+    } finally {
+      for (const l of leaves) l.dispose();
+    }
+  });
 }

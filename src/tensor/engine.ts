@@ -41,6 +41,11 @@ export function isGradEnabled(): boolean {
   return mode.grad;
 }
 
+/** Run fn recording autograd nodes even inside noGrad (a recomputation during backward). */
+export function withGrad<T>(fn: () => T): T {
+  return withMode('grad', true, fn);
+}
+
 /** Run fn without recording autograd nodes (inference, optimizer updates). */
 export function noGrad<T>(fn: () => T): T {
   return withMode('grad', false, fn);
@@ -63,6 +68,37 @@ export function isRowInvariant(): boolean {
  */
 export function rowInvariant<T>(fn: () => T): T {
   return withMode('rowInvariant', true, fn);
+}
+
+/**
+ * A scope that outlives one call: every tensor and graph node created inside its `run` calls lives
+ * until `dispose`. A pipeline stage keeps a micro-batch's forward this way until its backward,
+ * with other micro-batches' forwards and backwards in between (tidy's scopes nest; these do not
+ * have to). Tensors passed to keep() inside are the caller's, as with tidy.
+ */
+export class Arena {
+  private readonly scope: Scope = { tensors: [], nodes: [], kept: [] };
+  private disposed = false;
+
+  run<T>(fn: () => T): T {
+    if (this.disposed) throw new Error('Arena.run: the arena was disposed');
+    scopes.push(this.scope);
+    try {
+      return fn();
+    } finally {
+      scopes.pop();
+    }
+  }
+
+  /** Release the graph and every tensor created inside. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const n of this.scope.nodes) n.release();
+    for (const t of this.scope.tensors) t.dispose();
+    this.scope.nodes.length = 0;
+    this.scope.tensors.length = 0;
+  }
 }
 
 /** Called by every Tensor constructor: the innermost scope owns it. */

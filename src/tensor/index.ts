@@ -1,7 +1,7 @@
 /** The tensor engine: Tensor, autograd, ops. */
 export { Tensor, Storage, ShapeError, TensorError, empty, numel, type DType } from './tensor.js';
-export { setBackend, currentBackend, noGrad, tidy, keep, isGradEnabled, rowInvariant, isRowInvariant } from './engine.js';
-export { backward, GradNode, needsGrad, record } from './autograd.js';
+export { Arena, setBackend, currentBackend, noGrad, withGrad, tidy, keep, isGradEnabled, rowInvariant, isRowInvariant } from './engine.js';
+export { backward, checkpoint, checkpointRecomputations, GradNode, needsGrad, record } from './autograd.js';
 export { Rng } from './random.js';
 export * from './ops/create.js';
 export * from './ops/elementwise.js';

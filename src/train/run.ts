@@ -143,9 +143,9 @@ export async function startRun(runDir: string, src: RunSource, o: TrainOptions, 
   let tok!: Tokenizer;
   if (src.modelDir) {
     model = loadModel(src.modelDir, backend);
-    if (parallel?.tp) {
+    if (parallel?.tp || parallel?.pp || parallel?.ep) {
       const whole = model;
-      model = sliceModel(whole, parallel.tp.ops); // this rank's slices of the starting model
+      model = sliceModel(whole, parallel.tp?.ops, parallel.pp?.stage, parallel.ep?.ops); // this rank's slices of the starting model
       whole.dispose();
     }
     tok = await loadTokenizer(src.modelDir);
@@ -160,7 +160,7 @@ export async function startRun(runDir: string, src: RunSource, o: TrainOptions, 
       const json = parallel.world.broadcastJson(writer ? { tokenizer: tokenizerToJson(tok!), config: tokenizerConfigJson(tok!) } : undefined);
       if (!writer) tok = tokenizerFromJson(json.tokenizer, 'tokenizer.json (from the writer rank)', json.config);
     }
-    model = SkyworkMoE.create(cfg, { seed: src.modelSeed, backend, tp: parallel?.tp?.ops });
+    model = SkyworkMoE.create(cfg, { seed: src.modelSeed, backend, tp: parallel?.tp?.ops, stage: parallel?.pp?.stage, ep: parallel?.ep?.ops });
   }
   checkTokenizerFitsModel(tok, model.config, src.modelDir ?? runDir);
   // Paths recorded absolute, so that --resume works from any directory.
@@ -168,7 +168,7 @@ export async function startRun(runDir: string, src: RunSource, o: TrainOptions, 
   const { corpus, t, data } = await prepareTogether(parallel, () => prepareData(source, tok, o));
   if (writer) {
     mkdirSync(runDir, { recursive: true });
-    writeJsonAtomic(join(runDir, 'run.json'), { version: 1, source, options: o, backend: backend.describe(), createdAt: new Date().toISOString(), corpusHash: corpus.hash, config: configToHF(model.config), ...(parallel ? { parallel: { dp: parallel.dp.size, tp: parallel.tp?.group.size ?? 1, experts: parallel.tp?.ops.shard.experts, zero: parallel.zero } } : {}) });
+    writeJsonAtomic(join(runDir, 'run.json'), { version: 1, source, options: o, backend: backend.describe(), createdAt: new Date().toISOString(), corpusHash: corpus.hash, config: configToHF(model.config), ...(parallel ? { parallel: { dp: parallel.dp.size, tp: parallel.tp?.group.size ?? 1, experts: parallel.ep ? 'ep' : parallel.tp?.ops.shard.experts, zero: parallel.zero, ...(parallel.pp ? { pp: parallel.pp.group.size, stages: parallel.pp.stages, recompute: parallel.pp.recomputeAll } : {}) } } : {}) });
   }
   const trainer = new Trainer(model, tok, data, o, runDir, hooks, parallel);
   return { trainer, info: { corpus: corpus.name, corpusBytes: corpus.bytes, tokens: t.tokens.length, cached: t.cached } };
@@ -236,17 +236,18 @@ export async function resumeRun(runDir: string, backend: Backend, overrides: Tra
     throw e;
   }
   const { corpus, t, data } = prepared;
-  // under tensor parallelism the checkpoint (always whole) is cut into this rank's slices
-  const tp = parallel?.tp;
-  const model = tp ? sliceModel(ck.model, tp.ops) : ck.model;
+  // under tensor or pipeline parallelism the checkpoint (always whole) is cut into this rank's slices
+  const tp = parallel?.tp, pp = parallel?.pp, ep = parallel?.ep;
+  const cut = tp !== undefined || pp !== undefined || ep !== undefined;
+  const model = cut ? sliceModel(ck.model, tp?.ops, pp?.stage, ep?.ops) : ck.model;
   const trainer = new Trainer(model, ck.tokenizer, data, o, runDir, hooks, parallel);
   try {
     trainer.loadOptimizerState((opt) => {
-      if (!tp) return loadOptimizer(ck.dir, opt);
+      if (!cut) return loadOptimizer(ck.dir, opt);
       const whole = new AdamW(ck.model.parameters(), opt.opts);
       try {
         loadOptimizer(ck.dir, whole);
-        sliceOptimizer(whole, opt, model, tp.ops);
+        sliceOptimizer(whole, opt, model);
       } finally {
         whole.dispose();
       }
@@ -255,10 +256,10 @@ export async function resumeRun(runDir: string, backend: Backend, overrides: Tra
   } catch (e) {
     trainer.dispose();
     model.dispose();
-    if (tp) ck.model.dispose();
+    if (cut) ck.model.dispose();
     throw e;
   }
-  if (tp) ck.model.dispose();
+  if (cut) ck.model.dispose();
   if (writer && Object.keys(overrides).length) writeJsonAtomic(runPath, { ...run, options: o });
   return { trainer, info: { corpus: corpus.name, corpusBytes: corpus.bytes, tokens: t.tokens.length, cached: t.cached, resumedFrom: ck.dir } };
 }

@@ -7,7 +7,7 @@
  */
 import type { Cluster } from './gpus.js';
 
-export type Collective = 'all-reduce' | 'all-gather' | 'reduce-scatter' | 'all-to-all' | 'p2p';
+export type Collective = 'all-reduce' | 'all-gather' | 'reduce-scatter' | 'all-to-all' | 'broadcast' | 'p2p';
 
 /** Bandwidth (bytes/s) and latency of a group of `size` ranks spaced `stride` ranks apart. */
 export function groupLink(c: Cluster, size: number, stride = 1): { bw: number; latency: number; crossesNodes: boolean } {
@@ -21,7 +21,8 @@ export function collectiveTime(c: Cluster, kind: Collective, bytes: number, size
   if (size <= 1 || bytes <= 0) return 0;
   const { bw, latency } = groupLink(c, size, stride);
   const frac = (size - 1) / size;
-  const volume = kind === 'all-reduce' ? 2 * frac * bytes : kind === 'p2p' ? bytes : frac * bytes;
+  // a chain broadcast: every rank but the last forwards the whole buffer, pipelined
+  const volume = kind === 'all-reduce' ? 2 * frac * bytes : kind === 'p2p' || kind === 'broadcast' ? bytes : frac * bytes;
   const steps = kind === 'all-reduce' ? 2 * (size - 1) : kind === 'p2p' ? 1 : size - 1;
   // ring latency grows with the steps; NCCL's tree / pipelined rings cap it, so count log2 for large groups
   return volume / bw + latency * Math.min(steps, 2 * Math.ceil(Math.log2(size)) + 2);

@@ -3,6 +3,7 @@ export * from './gpus.js';
 export * from './flops.js';
 export * from './memory.js';
 export * from './comm.js';
+export * from './traffic.js';
 export * from './placement.js';
 export * from './pipeline.js';
 export * from './setup.js';

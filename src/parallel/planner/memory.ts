@@ -91,12 +91,19 @@ export interface StageParams {
   denseFixed: number;
 }
 
-export function stageParams(m: ModelShape, l: Layout, first: boolean, last: boolean): StageParams {
+/**
+ * `vocabParallel`: the embedding and output layer split over TP (Megatron's), or replicated (the
+ * reference runtime's). With tied embeddings over a pipeline the last stage holds a copy of the
+ * embedding as its output layer.
+ */
+export function stageParams(m: ModelShape, l: Layout, first: boolean, last: boolean, vocabParallel = true): StageParams {
   const p = shapeParams(m);
   const moeShare = m.moeLayers / m.layers;
   const densePerLayer = (p.attention + (1 - moeShare) * p.mlp) / l.tp + p.norms + moeShare * p.router;
   const expertPerLayer = moeShare * (m.experts / l.ep) * (p.expert / l.etp);
-  const denseFixed = (first ? p.embedding / l.tp : 0) + (last ? p.lmHead / l.tp + m.hidden : 0);
+  const vocab = vocabParallel ? l.tp : 1;
+  const head = m.tied && !first ? p.embedding : p.lmHead;
+  const denseFixed = (first ? p.embedding / vocab : 0) + (last ? head / vocab + m.hidden : 0);
   return { densePerLayer, expertPerLayer, denseFixed };
 }
 

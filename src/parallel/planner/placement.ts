@@ -13,28 +13,10 @@
  * Megatron-Core spells these --expert-model-parallel-size ep --expert-tensor-parallel-size etp,
  * with EDP = (tp x dp) / (ep x etp) implied; EDP's local dispatch is its `allgather` dispatcher.
  */
-import { collectiveTime } from './comm.js';
 import type { Cluster } from './gpus.js';
-import { rankImbalance } from './memory.js';
-import type { ExpertPlacement, Layout } from './setup.js';
+import { expertGroups, type ExpertPlacement, type Layout } from './setup.js';
 import type { ModelShape } from './flops.js';
-
-export interface ExpertGroups {
-  ep: number;
-  etp: number;
-  /** Replicas of each expert (the group its gradients are reduced over). */
-  edp: number;
-  expertsPerRank: number;
-  /** Token dispatch: 'local' (EDP), or an all-to-all over `ep` ranks `stride` apart. */
-  dispatch: 'local' | 'all-to-all';
-  stride: number;
-}
-
-export function expertGroups(m: ModelShape, l: Layout): ExpertGroups {
-  const edp = (l.tp * l.dp) / (l.ep * l.etp);
-  const local = l.expert === 'edp' || l.ep === 1;
-  return { ep: l.ep, etp: l.etp, edp, expertsPerRank: m.experts / l.ep, dispatch: local ? 'local' : 'all-to-all', stride: l.etp };
-}
+import { MEGATRON_TRAFFIC, moeTraffic, transferTime, type TrafficOptions } from './traffic.js';
 
 /** Communication seconds of one MoE layer for one micro-batch of `tokens`, forward + backward, per GPU. */
 export interface MoeComm {
@@ -45,24 +27,16 @@ export interface MoeComm {
   bytesPerA2a: number;
 }
 
-export function moeLayerComm(m: ModelShape, l: Layout, c: Cluster, tokens: number, imbalance: number): MoeComm {
-  const g = expertGroups(m, l);
-  const h2 = 2 * m.hidden; // bf16 bytes of one token
-  const imb = rankImbalance(imbalance, g.expertsPerRank);
-  const tpColl = (bytes: number) => collectiveTime(c, 'all-gather', bytes, l.tp) + collectiveTime(c, 'reduce-scatter', bytes, l.tp);
-  if (l.expert === 'edp' || g.ep === 1) {
-    // the dense MLP's all-gather / reduce-scatter, forward and backward
-    return { tp: 2 * tpColl(tokens * h2), a2a: 0, bytesPerA2a: 0 };
+/** The MoE layer's transfers (traffic.ts moeTraffic) priced on the cluster. */
+export function moeLayerComm(m: ModelShape, l: Layout, c: Cluster, tokens: number, imbalance: number, o: TrafficOptions = MEGATRON_TRAFFIC): MoeComm {
+  const r: MoeComm = { tp: 0, a2a: 0, bytesPerA2a: 0 };
+  for (const t of moeTraffic(m, l, tokens, imbalance, o)) {
+    if (t.kind === 'all-to-all') {
+      r.a2a += transferTime(c, t);
+      r.bytesPerA2a = Math.max(r.bytesPerA2a, t.bytes * t.busiest); // the tokens', not the split sizes'
+    } else r.tp += transferTime(c, t);
   }
-  const perGpu = (tokens / l.tp) * m.topK * h2 * imb; // routed copies of this GPU's sequence-parallel shard
-  const a2a = 4 * collectiveTime(c, 'all-to-all', perGpu, g.ep, g.stride);
-  if (l.expert === 'etp') {
-    // every expert-TP rank needs all routed tokens of its EP rank: all-gather k x tokens, reduce-scatter back
-    const gathered = perGpu * l.etp;
-    const etp = 2 * (collectiveTime(c, 'all-gather', gathered, l.etp) + collectiveTime(c, 'reduce-scatter', gathered, l.etp));
-    return { tp: etp, a2a, bytesPerA2a: perGpu };
-  }
-  return { tp: 0, a2a, bytesPerA2a: perGpu };
+  return r;
 }
 
 /** Which experts each rank of one pipeline stage holds: rows of "rank r (tp i, dp j): experts a-b [cols x/y]". */

@@ -60,6 +60,24 @@ export function placementSizes(kind: ExpertPlacement, tp: number, dp: number): {
   }
 }
 
+/** The expert mesh of a layout (placement.ts describes the three placements). */
+export interface ExpertGroups {
+  ep: number;
+  etp: number;
+  /** Replicas of each expert (the group its gradients are reduced over). */
+  edp: number;
+  expertsPerRank: number;
+  /** Token dispatch: 'local' (EDP), or an all-to-all over `ep` ranks `stride` apart. */
+  dispatch: 'local' | 'all-to-all';
+  stride: number;
+}
+
+export function expertGroups(m: ModelShape, l: Layout): ExpertGroups {
+  const edp = (l.tp * l.dp) / (l.ep * l.etp);
+  const local = l.expert === 'edp' || l.ep === 1;
+  return { ep: l.ep, etp: l.etp, edp, expertsPerRank: m.experts / l.ep, dispatch: local ? 'local' : 'all-to-all', stride: l.etp };
+}
+
 /** Layers split as evenly as possible, the extra layers on the first stages. */
 export function evenStages(layers: number, pp: number): number[] {
   const q = Math.floor(layers / pp), r = layers % pp;

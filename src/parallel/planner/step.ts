@@ -2,16 +2,16 @@
  * The step model: seconds per micro-batch of each pipeline stage (GEMMs at the GPU's achievable
  * rate, flash attention, memory-bound element-wise work, exposed TP / expert all-to-all / pipeline
  * transfers), the pipeline schedule over all micro-batches, the exposed data-parallel gradient
- * reduction and the optimizer step; per-GPU memory from memory.ts. One `evaluate` call is a few
+ * reduction and the optimizer step; per-GPU memory from memory.ts. Every communication time is a
+ * transfer of the bytes model (traffic.ts) priced by comm.ts. One `evaluate` call is a few
  * microseconds, so the search can afford thousands of layouts.
  */
-import { collectiveTime, p2pTime } from './comm.js';
 import { forwardFlops, trainFlopsPerToken, type ModelShape } from './flops.js';
 import type { Cluster } from './gpus.js';
 import { activationPerLayer, expertDataParallel, rankImbalance, stageMemory, stageParams, type MemoryBreakdown } from './memory.js';
 import { bubbleFraction, pipelineTime, type StageModel } from './pipeline.js';
-import { moeLayerComm } from './placement.js';
 import { RECOMPUTE_MODES, type Layout, type Recompute, type TrainingSetup } from './setup.js';
+import { dataParallelTraffic, layerTraffic, MEGATRON_TRAFFIC, stageRowsTraffic, stageTraffic, transferTime } from './traffic.js';
 
 /** Flash attention reaches a lower fraction of peak than a plain GEMM (FlashAttention-2 paper: 50-73% fwd, less bwd). */
 const ATTENTION_EFFICIENCY = 0.6;
@@ -58,38 +58,32 @@ export function layerTime(m: ModelShape, s: TrainingSetup, l: Layout, c: Cluster
   const ewFwd = (activationPerLayer(m, l, 'none', s.routingImbalance) * T * 4) / 3 / (c.gpu.memoryTBs * 1e12);
   const fwd = gemmFwd + attnFwd + ewFwd;
   const recompute = r === 'full' ? fwd : r === 'selective' ? ewFwd * 0.5 : 0;
-  // TP with sequence parallelism: all-gather + reduce-scatter around attention, forward and backward
-  const tpColl = (bytes: number) => collectiveTime(c, 'all-gather', bytes, l.tp) + collectiveTime(c, 'reduce-scatter', bytes, l.tp);
-  let tp = 2 * tpColl(T * 2 * h);
-  let a2a = 0;
-  if (m.experts) {
-    const mc = moeLayerComm(m, l, c, T, s.routingImbalance);
-    tp += moeShare * mc.tp + (1 - moeShare) * 2 * tpColl(T * 2 * h);
-    a2a = moeShare * mc.a2a;
-  } else tp += 2 * tpColl(T * 2 * h);
-  tp *= 1 - s.tpOverlap;
-  a2a *= 1 - s.a2aOverlap;
-  // full recomputation repeats the forward, its TP collectives and all-to-alls included (a third of fwd + bwd traffic)
-  const recomputeComm = r === 'full' ? (tp + a2a) / 2 : 0;
+  // TP seams (with sequence parallelism), expert all-to-alls; full recomputation repeats the forward ones
+  let tp = 0, a2a = 0, recomputeComm = 0;
+  for (const t of layerTraffic(m, s, l, MEGATRON_TRAFFIC)) {
+    const sec = transferTime(c, t) * (1 - (t.kind === 'all-to-all' ? s.a2aOverlap : s.tpOverlap));
+    if (t.kind === 'all-to-all') a2a += sec;
+    else tp += sec;
+    if (r === 'full' && t.pass === 'forward') recomputeComm += sec;
+  }
   const total = 3 * fwd + recompute + recomputeComm + tp + a2a;
   return { gemm: 3 * gemmFwd, attention: 3 * attnFwd, elementwise: 3 * ewFwd, recompute: recompute + recomputeComm, tp, a2a, total };
 }
 
-/** Seconds per micro-batch a stage spends outside its layers: embedding (first), output layer and loss (last), pipeline transfers. */
-export function stageExtra(m: ModelShape, s: TrainingSetup, l: Layout, c: Cluster, i: number): { embedding: number; head: number; p2p: number } {
+/** Seconds per micro-batch a stage spends outside its layers: embedding (first), output layer and loss (last), their TP seams, pipeline transfers. */
+export function stageExtra(m: ModelShape, s: TrainingSetup, l: Layout, c: Cluster, i: number): { embedding: number; head: number; tp: number; p2p: number } {
   const T = l.microBatch * s.seq;
   const hbm = c.gpu.memoryTBs * 1e12;
   const peak = c.gpu.bf16Tflops * 1e12 * c.gpu.gemmEfficiency;
   const embedding = i === 0 ? (3 * T * 2 * m.hidden) / l.tp / hbm : 0;
   // logits GEMM (forward + both backward GEMMs) and the fp32 softmax cross-entropy over the vocabulary shard
   const head = i === l.pp - 1 ? (3 * 2 * m.hidden * m.vocab * T) / l.tp / peak + (4 * 4 * m.vocab * T) / l.tp / hbm : 0;
-  let p2p = 0;
-  if (l.pp > 1) {
-    const bytes = (T * 2 * m.hidden) / l.tp; // sequence-parallel shard of the boundary activation
-    const sends = (i === 0 || i === l.pp - 1 ? 1 : 2) * l.vp; // activation forward + gradient backward per boundary
-    p2p = sends * p2pTime(c, bytes, l.tp * l.dp);
+  let tp = 0, p2p = 0;
+  for (const t of [...stageTraffic(m, s, l, i, MEGATRON_TRAFFIC), ...stageRowsTraffic(m, s, l, MEGATRON_TRAFFIC)]) {
+    if (t.group === 'pp') p2p += transferTime(c, t);
+    else tp += transferTime(c, t) * (1 - s.tpOverlap);
   }
-  return { embedding, head, p2p };
+  return { embedding, head, tp, p2p };
 }
 
 /** The linear stage models the balancer works on. */
@@ -101,23 +95,18 @@ export function stageModels(m: ModelShape, s: TrainingSetup, l: Layout, c: Clust
     const mem = (n: number, r: Recompute) => stageMemory(m, s, l, i, n, r).total;
     const memPerLayer = Object.fromEntries(RECOMPUTE_MODES.map((r) => [r, mem(2, r) - mem(1, r)])) as Record<Recompute, number>;
     const memFixed = Object.fromEntries(RECOMPUTE_MODES.map((r) => [r, mem(1, r) - memPerLayer[r]])) as Record<Recompute, number>;
-    return { perLayer: lt, extra: e.embedding + e.head + e.p2p, memFixed, memPerLayer };
+    return { perLayer: lt, extra: e.embedding + e.head + e.tp + e.p2p, memFixed, memPerLayer };
   });
 }
 
 /** Data-parallel gradient reduction and parameter gather of one stage (seconds, before overlap). */
 export function dataParallelTime(m: ModelShape, s: TrainingSetup, l: Layout, c: Cluster, i: number, n: number): { grads: number; params: number } {
-  const sp = stageParams(m, l, i === 0, i === l.pp - 1);
-  const dense = sp.densePerLayer * n + sp.denseFixed;
-  const experts = sp.expertPerLayer * n;
-  const edp = expertDataParallel(l);
-  const reduce = (params: number, g: number, stride: number) =>
-    s.zero === 0 ? collectiveTime(c, 'all-reduce', params * 4, g, stride) : collectiveTime(c, 'reduce-scatter', params * 4, g, stride);
-  const gather = (params: number, g: number, stride: number) => (s.zero >= 1 ? collectiveTime(c, 'all-gather', params * 2, g, stride) : 0);
-  return {
-    grads: reduce(dense, l.dp, l.tp) + reduce(experts, edp, l.ep * l.etp),
-    params: gather(dense, l.dp, l.tp) + gather(experts, edp, l.ep * l.etp),
-  };
+  let grads = 0, params = 0;
+  for (const t of dataParallelTraffic(m, s, l, i, n, MEGATRON_TRAFFIC)) {
+    if (t.pass === 'gather') params += transferTime(c, t);
+    else grads += transferTime(c, t);
+  }
+  return { grads, params };
 }
 
 /** Adam over this GPU's shard: about 30 bytes per parameter through HBM (fp32 master, m, v, grad read and write, bf16 copy). */
@@ -166,7 +155,7 @@ export function evaluate(m: ModelShape, s: TrainingSetup, l: Layout, c: Cluster)
   const peakMemory = Math.max(...memory.map((b) => b.total));
   const lts = Object.fromEntries(RECOMPUTE_MODES.map((r) => [r, layerTime(m, s, l, c, r)])) as Record<Recompute, LayerTime>;
   const extras = l.stages.map((_, i) => stageExtra(m, s, l, c, i));
-  const stageTimes = l.stages.map((n, i) => n * lts[l.recompute[i]!].total + extras[i]!.embedding + extras[i]!.head + extras[i]!.p2p);
+  const stageTimes = l.stages.map((n, i) => n * lts[l.recompute[i]!].total + extras[i]!.embedding + extras[i]!.head + extras[i]!.tp + extras[i]!.p2p);
   const pipeline = pipelineTime(stageTimes, micro, l.vp);
   const bubble = bubbleFraction(stageTimes, micro, l.vp) * pipeline;
   let dataParallel = 0, optimizer = 0;
@@ -200,7 +189,7 @@ export function evaluate(m: ModelShape, s: TrainingSetup, l: Layout, c: Cluster)
       step,
       compute: micro * (n * (lt.gemm + lt.attention + lt.elementwise) + ex.embedding + ex.head),
       recompute: micro * n * lt.recompute,
-      tp: micro * n * lt.tp,
+      tp: micro * (n * lt.tp + ex.tp),
       a2a: micro * n * lt.a2a,
       p2p: micro * ex.p2p,
     },

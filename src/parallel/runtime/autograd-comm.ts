@@ -8,6 +8,9 @@
  *   scatterColumns     forward: this rank's columns           backward all-gather
  *   gatherRows         forward all-gather (first dim)         backward reduce-scatter   (sequence parallel)
  *   reduceScatterRows  forward reduce-scatter (first dim)     backward all-gather
+ *   allToAllRows       forward all-to-all of rows (uneven)    backward the all-to-all back   (expert parallel)
+ *   scatterRows        forward: this rank's rows              backward all-gather      (entering sequence parallel)
+ *   gatherRowsReplicated forward all-gather (first dim)       backward: this rank's rows (leaving it, to replicated work)
  *
  * Values go through the host (the ranks' heaps are separate), which is what a reference runtime
  * needs: the bytes are counted by the collectives, the arithmetic is the backend's.
@@ -94,4 +97,37 @@ export function reduceScatterRows(x: Tensor, g: Group, counts: readonly number[]
   if (g.size === 1) return x;
   const out = T.noGrad(() => fromHost(g.reduceScatter(x.toFloat32(), counts.map((c) => c * inner)), [counts[g.index]!, ...x.shape.slice(1)], x));
   return T.record('reduceScatterRows', [x], out, [], (gy) => [fromHost(g.allGather(gy.toFloat32(), counts.map((c) => c * inner)), x.shape, gy)]);
+}
+
+/** Expert parallel: send[j] rows of x [sum(send), ...] to group rank j, recv[j] from it -> [sum(recv), ...]; backward the reverse all-to-all. */
+export function allToAllRows(x: Tensor, g: Group, send: readonly number[], recv: readonly number[]): Tensor {
+  const inner = x.shape.slice(1).reduce((a, b) => a * b, 1);
+  const rows = send.reduce((a, b) => a + b, 0), got = recv.reduce((a, b) => a + b, 0);
+  if (x.shape[0] !== rows) throw new Error(`allToAllRows: ${x.shape[0]} rows, send counts sum to ${rows}`);
+  const scaled = (c: readonly number[]) => c.map((n) => n * inner);
+  const out = T.noGrad(() => fromHost(g.allToAll(x.toFloat32(), scaled(send), scaled(recv)).data, [got, ...x.shape.slice(1)], x));
+  return T.record('allToAllRows', [x], out, [], (gy) => [fromHost(g.allToAll(gy.toFloat32(), scaled(recv), scaled(send)).data, x.shape, gy)]);
+}
+
+/** Sequence parallel: rows [sum(counts), ...] (the same on every rank) -> this rank's counts[me] rows; backward all-gather. */
+export function scatterRows(x: Tensor, g: Group, counts: readonly number[]): Tensor {
+  const inner = x.size / x.shape[0]!;
+  if (g.size === 1) return x;
+  const from = counts.slice(0, g.index).reduce((a, b) => a + b, 0), n = counts[g.index]!;
+  const out = T.noGrad(() => fromHost(x.toFloat32().slice(from * inner, (from + n) * inner), [n, ...x.shape.slice(1)], x));
+  return T.record('scatterRows', [x], out, [], (gy) => [fromHost(g.allGather(gy.toFloat32(), counts.map((c) => c * inner)), x.shape, gy)]);
+}
+
+/**
+ * Sequence parallel, into work every rank repeats on all rows (routing, the head and loss): the
+ * rows all-gathered; every rank's gradient of the result is the same, so the backward keeps this
+ * rank's rows of it (no sum).
+ */
+export function gatherRowsReplicated(x: Tensor, g: Group, counts: readonly number[]): Tensor {
+  const inner = x.size / x.shape[0]!;
+  const total = counts.reduce((a, b) => a + b, 0);
+  if (g.size === 1) return x;
+  const from = counts.slice(0, g.index).reduce((a, b) => a + b, 0);
+  const out = T.noGrad(() => fromHost(g.allGather(x.toFloat32(), counts.map((c) => c * inner)), [total, ...x.shape.slice(1)], x));
+  return T.record('gatherRowsReplicated', [x], out, [], (gy) => [fromHost(gy.toFloat32().slice(from * inner, (from + x.shape[0]!) * inner), x.shape, gy)]);
 }

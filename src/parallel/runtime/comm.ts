@@ -3,8 +3,10 @@
  * model assumes (parallel/planner/comm.ts): ring reduce-scatter and all-gather ((n-1)/n of the
  * buffer sent per rank), all-reduce as the two in turn (2(n-1)/n), pairwise all-to-all with uneven
  * splits, a chain broadcast, and point-to-point send/recv. Every call adds the bytes this rank sent
- * to its statistics, per collective kind and group, which is what `skymoe plan --measure` sets
- * beside the planner's prediction.
+ * to its statistics, per collective kind, group and phase: 'step' for the traffic of the training
+ * step the planner models, 'control' for what runs inside `control(fn)` (loss sums, the stop
+ * agreement, checkpoint gathers, ...). `skymoe plan --measure` sets the step traffic beside the
+ * planner's prediction (parallel/traffic-check.ts).
  *
  * Deterministic: the ring fixes the order in which each chunk's partial sums are added, and every
  * rank ends with the same bits (the all-gather copies the reduced chunks), so a run repeats exactly.
@@ -15,12 +17,22 @@ import { Fabric, type FabricSpec } from './fabric.js';
 
 export type CollectiveKind = 'all-reduce' | 'all-gather' | 'reduce-scatter' | 'all-to-all' | 'broadcast' | 'p2p' | 'barrier' | 'counts';
 
+/**
+ * What traffic a collective belongs to: 'step' is the training step the planner's bytes model
+ * predicts (TP seams, expert dispatch and combine, pipeline transfers, the gradient reduction and
+ * ZeRO's parameter gather); 'control' is everything else (see `Communicator.control`).
+ */
+export type CommPhase = 'step' | 'control';
+
 export interface CommStat {
   kind: CollectiveKind;
   group: string;
+  phase: CommPhase;
   calls: number;
   /** Bytes this rank sent. */
   bytes: number;
+  /** All-to-all: bytes of this rank's own segment, which stayed (routed copies whose expert is here). */
+  kept: number;
 }
 
 /** Split n items over p parts as evenly as possible, the extra ones on the first parts (the TP head split's rule). */
@@ -39,6 +51,7 @@ export class Communicator {
   readonly fabric: Fabric;
   private readonly stats = new Map<string, CommStat>();
   private readonly groups = new Map<string, Group>();
+  private phase: CommPhase = 'step';
 
   constructor(spec: FabricSpec, readonly rank: number) {
     this.fabric = new Fabric(spec, rank);
@@ -64,11 +77,13 @@ export class Communicator {
   }
 
   /** @internal */
-  count(kind: CollectiveKind, group: string, bytes: number): void {
-    const key = `${kind}\u0000${group}`;
-    const s = this.stats.get(key) ?? { kind, group, calls: 0, bytes: 0 };
+  count(kind: CollectiveKind, group: string, bytes: number, kept = 0): void {
+    const phase = this.phase;
+    const key = `${kind}\u0000${group}\u0000${phase}`;
+    const s = this.stats.get(key) ?? { kind, group, phase, calls: 0, bytes: 0, kept: 0 };
     s.calls++;
     s.bytes += bytes;
+    s.kept += kept;
     this.stats.set(key, s);
   }
 
@@ -81,6 +96,29 @@ export class Communicator {
     this.stats.clear();
   }
 
+  /**
+   * Run `fn`, counting the collectives it issues on this rank as 'control' traffic: what the
+   * planner does not model (losses and router statistics summed for the metrics, gradient-norm
+   * scalars, the stop agreement, setup broadcasts, evaluation, checkpoint gathers). Nests; a
+   * promise keeps the phase until it settles (a rank runs one thing at a time).
+   *
+   * @example comm.control(() => world.allReduce(Float32Array.of(stop ? 1 : 0)));
+   */
+  control<R>(fn: () => R): R {
+    const prev = this.phase;
+    this.phase = 'control';
+    let r: R;
+    try {
+      r = fn();
+    } catch (e) {
+      this.phase = prev;
+      throw e;
+    }
+    if (r instanceof Promise) return r.finally(() => (this.phase = prev)) as R;
+    this.phase = prev;
+    return r;
+  }
+
   /** Send floats to global rank `to` (pipeline activations and gradients). */
   send(to: number, data: Float32Array, group = 'p2p'): void {
     this.fabric.send(to, bytesOf(data));
@@ -90,6 +128,15 @@ export class Communicator {
   /** Receive exactly `out.length` floats from global rank `from`. */
   recv(from: number, out: Float32Array): void {
     this.fabric.recv(from, bytesOf(out));
+  }
+
+  /**
+   * Send to `to` while receiving from `from`, both progressing (the 1F1B schedule's
+   * send-forward-receive-backward: two stages exchanging cannot deadlock on a full channel).
+   */
+  sendRecv(to: number, data: Float32Array, from: number, out: Float32Array, group = 'p2p'): void {
+    this.fabric.exchange(to, bytesOf(data), from, bytesOf(out));
+    this.count('p2p', group, data.byteLength);
   }
 }
 
@@ -102,6 +149,11 @@ export class Group {
   constructor(private readonly comm: Communicator, readonly name: string, readonly ranks: readonly number[]) {
     this.index = ranks.indexOf(comm.rank);
     this.size = ranks.length;
+  }
+
+  /** Run `fn` with this rank's collectives counted as control traffic (Communicator.control). */
+  control<R>(fn: () => R): R {
+    return this.comm.control(fn);
   }
 
   private next(): number {
@@ -151,6 +203,37 @@ export class Group {
     if (this.size === 1) return data;
     const counts = evenCounts(data.length, this.size), off = offsets(counts);
     const sent = this.reduceRing(data, counts, off) + this.gatherRing(data, off);
+    this.comm.count('all-reduce', this.name, sent);
+    return data;
+  }
+
+  /**
+   * In-place sum over the group added in rank order, x_0 + x_1 + ... + x_(p-1) for every element
+   * whatever the buffer's length: an element's rounding does not depend on which chunk it falls in,
+   * so a token's row sums alike in a batch of any size (batch-invariant inference; the ring's order
+   * of addition follows the chunk). Each chunk goes pairwise to its owner, which adds the p parts in
+   * rank order, then the ring all-gather: the ring's bytes, 2(p-1)/p of the buffer per rank.
+   */
+  allReduceOrdered(data: Float32Array): Float32Array {
+    const p = this.size, me = this.index;
+    if (p === 1) return data;
+    const counts = evenCounts(data.length, p), off = offsets(counts), mine = counts[me]!;
+    const parts = new Float32Array(mine * p);
+    parts.set(data.subarray(off[me]!, off[me + 1]!), me * mine);
+    let sent = 0;
+    for (let s = 1; s < p; s++) {
+      const to = (me + s) % p, from = (me - s + p) % p;
+      const src = data.subarray(off[to]!, off[to + 1]!);
+      this.comm.fabric.exchange(this.at(to), bytesOf(src), this.at(from), bytesOf(parts.subarray(from * mine, (from + 1) * mine)));
+      sent += src.byteLength;
+    }
+    const acc = data.subarray(off[me]!, off[me + 1]!);
+    acc.set(parts.subarray(0, mine));
+    for (let r = 1; r < p; r++) {
+      const part = parts.subarray(r * mine, (r + 1) * mine);
+      for (let i = 0; i < mine; i++) acc[i] = acc[i]! + part[i]!;
+    }
+    sent += this.gatherRing(data, off);
     this.comm.count('all-reduce', this.name, sent);
     return data;
   }
@@ -211,7 +294,7 @@ export class Group {
       this.comm.fabric.exchange(this.at(to), bytesOf(src), this.at(from), bytesOf(dst));
       sent += src.byteLength;
     }
-    if (p > 1) this.comm.count('all-to-all', this.name, sent);
+    if (p > 1) this.comm.count('all-to-all', this.name, sent, 4 * (so[me + 1]! - so[me]!));
     return { data: out, counts: rc };
   }
 
@@ -227,8 +310,30 @@ export class Group {
       this.comm.fabric.exchange(this.at(to), bytesOf(src), this.at(from), bytesOf(one));
       out[from] = one[0]!;
     }
-    if (p > 1) this.comm.count('counts', this.name, 4 * (p - 1));
+    if (p > 1) this.comm.count('counts', this.name, 4 * (p - 1), 4);
     return [...out];
+  }
+
+  /**
+   * Count vectors, pairwise: perRank[j] goes to group rank j, and each rank sends this one
+   * `length` counts (expert parallelism: tokens per expert of the receiver). Counted as "counts".
+   */
+  exchangeCountVectors(perRank: readonly (readonly number[])[], length: number): number[][] {
+    const p = this.size, me = this.index;
+    if (perRank.length !== p) throw new Error(`rank ${this.comm.rank}: count exchange on group "${this.name}": ${perRank.length} vectors for ${p} ranks`);
+    if (perRank[me]!.length !== length) throw new Error(`rank ${this.comm.rank}: count exchange on group "${this.name}": ${perRank[me]!.length} counts for itself, expected ${length}`);
+    const out: number[][] = Array.from({ length: p }, () => []);
+    out[me] = [...perRank[me]!];
+    let sent = 0;
+    for (let s = 1; s < p; s++) {
+      const to = (me + s) % p, from = (me - s + p) % p;
+      const src = Int32Array.from(perRank[to]!), dst = new Int32Array(length);
+      this.comm.fabric.exchange(this.at(to), bytesOf(src), this.at(from), bytesOf(dst));
+      out[from] = [...dst];
+      sent += src.byteLength;
+    }
+    if (p > 1) this.comm.count('counts', this.name, sent, 4 * length);
+    return out;
   }
 
   /** `data` of group rank `root` copied into every rank's `data` (a chain: root -> root+1 -> ...). */

@@ -68,18 +68,27 @@ export class ShardedAdamW {
   readonly hi: number;
   private readonly pieces: Piece[] = [];
   private shardGrad: Float32Array | null = null;
+  /** The parameters sharded over the group (every rank of it holds them whole). */
+  private readonly sharded: readonly Tensor[];
+  /** Parameters only this rank of the group holds (expert parallelism's experts): a plain AdamW, nothing to shard. */
+  private readonly localOpt: AdamW | null;
 
   constructor(
     readonly params: readonly Tensor[],
     readonly opts: AdamWOptions,
     readonly group: Group,
+    local: (p: Tensor) => boolean = () => false,
   ) {
-    const total = params.reduce((a, p) => a + p.size, 0);
+    this.sharded = params.filter((p) => !local(p));
+    const own = params.filter(local);
+    this.localOpt = own.length ? new AdamW(own, opts) : null;
+    const total = this.sharded.reduce((a, p) => a + p.size, 0);
     this.counts = evenCounts(total, group.size);
     this.lo = this.counts.slice(0, group.index).reduce((a, b) => a + b, 0);
     this.hi = this.lo + this.counts[group.index]!;
+    for (const p of own) this.steps.set(p.name!, 0);
     let o = 0;
-    for (const p of params) {
+    for (const p of this.sharded) {
       if (!p.name) throw new Error('ShardedAdamW: every parameter needs a name (used for checkpoints)');
       this.steps.set(p.name, 0);
       const from = Math.max(this.lo, o) - o, to = Math.min(this.hi, o + p.size) - o;
@@ -93,22 +102,26 @@ export class ShardedAdamW {
 
   /** Floats of optimizer state this rank holds (2 per element of its shard). */
   get stateFloats(): number {
-    return 2 * (this.hi - this.lo);
+    return 2 * (this.hi - this.lo) + 2 * (this.localOpt?.params.reduce((a, p) => a + p.size, 0) ?? 0);
   }
 
   /** Reduce-scatter the gradients; returns the global norm (before clipping) and clips this shard. */
   clipGradNorm(maxNorm: number, global?: GlobalNorm): number {
-    const shard = this.group.reduceScatter(flatGradients(this.params), this.counts);
+    const shard = this.group.reduceScatter(flatGradients(this.sharded), this.counts);
     let local = 0;
     for (const pc of this.pieces) {
       let sq = 0;
       for (let i = pc.at; i < pc.at + (pc.to - pc.from); i++) sq += shard[i]! * shard[i]!;
       local += (global?.weight(pc.param) ?? 1) * sq;
     }
-    const dpSum = this.group.allReduce(Float32Array.of(local))[0]!;
+    for (const p of this.localOpt?.params ?? []) if (p.grad) local += (global?.weight(p) ?? 1) * T.sumSquares(p.grad);
+    const dpSum = this.group.control(() => this.group.allReduce(Float32Array.of(local)))[0]!; // a scalar the planner does not model
     const norm = Math.sqrt(global ? global.reduce(dpSum) : dpSum);
     const coef = maxNorm / (norm + 1e-6);
-    if (maxNorm > 0 && coef < 1) for (let i = 0; i < shard.length; i++) shard[i]! *= coef;
+    if (maxNorm > 0 && coef < 1) {
+      for (let i = 0; i < shard.length; i++) shard[i]! *= coef;
+      for (const p of this.localOpt?.params ?? []) if (p.grad) T.scaleInPlace(p.grad, coef);
+    }
     this.shardGrad = shard;
     return norm;
   }
@@ -121,7 +134,11 @@ export class ShardedAdamW {
     const mine = new Float32Array(this.hi - this.lo);
     // every parameter is stepped on every rank (the counts stay the same everywhere); the shard's
     // pieces are updated with the same kernel AdamW uses on whole tensors
-    for (const p of this.params) this.steps.set(p.name!, this.steps.get(p.name!)! + 1);
+    for (const p of this.sharded) this.steps.set(p.name!, this.steps.get(p.name!)! + 1);
+    if (this.localOpt) {
+      this.localOpt.update(lr);
+      for (const [n, st] of this.localOpt.steps) this.steps.set(n, st);
+    }
     for (const pc of this.pieces) {
       const n = pc.to - pc.from;
       const be = pc.param.backend;
@@ -136,7 +153,7 @@ export class ShardedAdamW {
     this.shardGrad = null;
     const all = this.group.allGather(mine, this.counts);
     let o = 0;
-    for (const p of this.params) {
+    for (const p of this.sharded) {
       p.assign(all.subarray(o, o + p.size));
       o += p.size;
     }
@@ -160,10 +177,11 @@ export class ShardedAdamW {
       for (const pc of this.pieces) mine.set(pc[key].toFloat32(), pc.at);
       const all = this.group.allGather(mine, this.counts);
       let o = 0;
-      for (const p of this.params) {
+      for (const p of this.sharded) {
         full[key].get(p.name!)!.assign(all.subarray(o, o + p.size));
         o += p.size;
       }
+      for (const [n, t] of this.localOpt?.[key] ?? []) full[key].get(n)!.assign(t.toFloat32());
     }
     return full;
   }
@@ -176,9 +194,18 @@ export class ShardedAdamW {
       pc.m.assign(full.m.get(pc.param.name!)!.toFloat32().subarray(pc.from, pc.to));
       pc.v.assign(full.v.get(pc.param.name!)!.toFloat32().subarray(pc.from, pc.to));
     }
+    if (this.localOpt) {
+      this.localOpt.step = full.step;
+      for (const p of this.localOpt.params) {
+        this.localOpt.steps.set(p.name!, full.steps.get(p.name!)!);
+        this.localOpt.m.get(p.name!)!.assign(full.m.get(p.name!)!.toFloat32());
+        this.localOpt.v.get(p.name!)!.assign(full.v.get(p.name!)!.toFloat32());
+      }
+    }
   }
 
   dispose(): void {
+    this.localOpt?.dispose();
     for (const pc of this.pieces) {
       pc.m.dispose();
       pc.v.dispose();

@@ -45,3 +45,26 @@ for (const size of [1, 2, 3]) {
     }
   });
 }
+
+test('expert-parallel all-to-all of rows (uneven and empty splits): what arrives and the gradient that goes back, against a serial reference', { timeout: 60_000 }, async () => {
+  const { SEND, H, rowValue, weight } = await import('./a2a-rank.js');
+  const res = await runRanks<null, import('./a2a-rank.js').A2aResult>({ size: 3, entry: new URL('./a2a-rank.js', import.meta.url), data: null, backend: 'js' });
+  // serial: rank j receives, from each source r in order, r's rows destined to j (r's rows are grouped by destination)
+  const start = (r: number, j: number) => SEND[r]!.slice(0, j).reduce((a, b) => a + b, 0);
+  const dx: number[][] = SEND.map((row) => Array(row.reduce((a, b) => a + b, 0) * H).fill(0));
+  for (let j = 0; j < 3; j++) {
+    const want: number[] = [];
+    let i = 0;
+    for (let r = 0; r < 3; r++) {
+      for (let k = 0; k < SEND[r]![j]!; k++, i++) {
+        for (let c = 0; c < H; c++) {
+          want.push(rowValue(r, start(r, j) + k, c));
+          dx[r]![(start(r, j) + k) * H + c] = weight(j, i, c); // d(sum y*w)/dx = w at the row's destination
+        }
+      }
+    }
+    assert.deepEqual([...res[j]!.received], want, `rank ${j} received`);
+    assert.deepEqual(res[j]!.counts, [0, 1, 2].map((r) => Array.from({ length: j + 1 }, (_, e) => r * 10 + e)), `rank ${j} count vectors`);
+  }
+  for (let r = 0; r < 3; r++) assert.deepEqual([...res[r]!.dx], dx[r], `rank ${r} gradient`);
+});
