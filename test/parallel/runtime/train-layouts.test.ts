@@ -54,13 +54,16 @@ async function ranks(dir: string, steps: number, layout: TrainLayout, resume = f
   return r;
 }
 
-const losses = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; loss: number; ce: number; gradNorm: number });
+const losses = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; loss: number; ce: number; gradNorm: number; valLoss?: number });
 
 function sameRun(dir: string, ref: string, what: string, steps = 10): void {
   const a = losses(dir), b = losses(ref);
   assert.deepEqual(a.map((m) => m.step), b.map((m) => m.step), `${what}: steps`);
   a.forEach((m, i) => {
     for (const k of ['loss', 'ce', 'gradNorm'] as const) assert.ok(Math.abs(m[k] - b[i]![k]) <= 1e-5 * Math.abs(b[i]![k]), `${what}: step ${m.step} ${k} ${m[k]} vs ${b[i]![k]}`);
+    // evaluation runs under the layout too (through the stages, with every expert-parallel rank)
+    assert.equal(m.valLoss === undefined, b[i]!.valLoss === undefined, `${what}: step ${m.step} evaluated on both or neither`);
+    if (m.valLoss !== undefined) assert.ok(Math.abs(m.valLoss - b[i]!.valLoss!) <= 1e-5 * b[i]!.valLoss!, `${what}: step ${m.step} valLoss ${m.valLoss} vs ${b[i]!.valLoss}`);
   });
   const step = `step-${String(steps).padStart(6, '0')}`;
   const x = openSafetensors(join(dir, 'checkpoints', step, 'model.safetensors'));
