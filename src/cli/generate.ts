@@ -32,6 +32,7 @@ export interface GenerateCliOptions {
 
 export async function runGenerate(o: GenerateCliOptions): Promise<void> {
   checkTensorParallelFlag(o.model, o.tp, o.tpExperts);
+  validateSampling({ temperature: o.temperature, topP: o.topP, topK: o.topK }); // before anything is printed
   if ((o.tp ?? 1) > 1) return generateOnRanks(o);
   const be = await useBackend(o);
   const tok = await loadTokenizer(o.model);
@@ -42,7 +43,7 @@ export async function runGenerate(o: GenerateCliOptions): Promise<void> {
   process.stdout.write(o.prompt);
   const t0 = performance.now();
   let n = 0;
-  const it = generateTokens(model, prompt, { maxTokens: o.maxTokens, temperature: o.temperature, topP: o.topP, topK: o.topK, seed: o.seed });
+  const it = generateTokens(model, prompt, { maxTokens: o.maxTokens, temperature: o.temperature, topP: o.topP, topK: o.topK, seed: o.seed, knownVocab: tok.vocabSize });
   let r = it.next();
   while (!r.done) {
     process.stdout.write(stream.push(r.value.id));

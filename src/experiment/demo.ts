@@ -37,7 +37,7 @@ function sample(s: Session, model: SkyworkMoE, prompt: string, seed: number): st
   const ids = s.tokenizer.encodePrompt(prompt);
   const stream = s.tokenizer.decodeStream();
   let text = prompt;
-  for (const t of generateTokens(model, ids, { maxTokens: 40, temperature: 0.8, topP: 0.95, seed })) text += stream.push(t.id);
+  for (const t of generateTokens(model, ids, { maxTokens: 40, temperature: 0.8, topP: 0.95, seed, knownVocab: s.tokenizer.vocabSize })) text += stream.push(t.id);
   return (text + stream.end()).replace(/\s+/g, ' ').trim();
 }
 

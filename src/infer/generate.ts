@@ -12,6 +12,11 @@ export interface GenerateOptions extends SamplingOptions {
   seed?: number;
   /** Stop when one of these ids is produced (default: the config's eos ids). The stop id is not yielded. */
   stopIds?: number[];
+  /**
+   * Ids the tokenizer has (its vocabulary size). A model vocabulary padded beyond it (as Qwen's)
+   * has ids without text: they are never sampled, as in the serving engine. Default: all.
+   */
+  knownVocab?: number;
 }
 
 export interface GeneratedToken {
@@ -36,7 +41,9 @@ export function* generateTokens(model: SkyworkMoE, prompt: readonly number[], op
       const last = T.tidy(() => {
         const logits = model.decode(T.tensor(input, [1, input.length], 'i32', model.backend), cache); // (1, T, V)
         const V = cfg.vocabSize;
-        return logits.toFloat32().subarray((input.length - 1) * V, input.length * V);
+        const row = logits.toFloat32().subarray((input.length - 1) * V, input.length * V);
+        if (opts.knownVocab !== undefined && opts.knownVocab < V) row.fill(-Infinity, Math.max(1, opts.knownVocab));
+        return row;
       });
       const id = sampleToken(last, opts, rng);
       if (stop.has(id)) return { reason: 'stop' };

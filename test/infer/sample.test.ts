@@ -114,3 +114,24 @@ test('generation stops at EOS (not yielded) and at given stop ids; otherwise at 
   assert.deepEqual(run(free, { maxTokens: 10, temperature: 0, stopIds: [eos] }), { ids: greedy.ids.slice(0, j), reason: 'stop' });
   free.dispose();
 });
+
+test('ids past the tokenizer\'s vocabulary (a padded model vocabulary) are never generated', () => {
+  const be = new JsBackend();
+  T.setBackend(be);
+  const m = SkyworkMoE.create({ ...preset('tiny'), initializerRange: 0.2 }, { seed: 6, backend: be });
+  const ids = (o: Parameters<typeof generateTokens>[2]) => {
+    const out: number[] = [];
+    for (const t of generateTokens(m, [1, 40, 41], o)) out.push(t.id);
+    return out;
+  };
+  const base = { maxTokens: 24, stopIds: [] as number[] };
+  // without the bound, a random model picks ids across all 512
+  const free = [...ids({ ...base, temperature: 0 }), ...ids({ ...base, temperature: 1, seed: 3 })];
+  assert.ok(free.some((id) => id >= 100), `unbounded ids ${free}`);
+  for (const o of [{ temperature: 0 }, { temperature: 1, seed: 3 }, { temperature: 1.5, topK: 50, seed: 9 }]) {
+    const got = ids({ ...base, ...o, knownVocab: 100 });
+    assert.equal(got.length, 24);
+    assert.ok(got.every((id) => id < 100), `${JSON.stringify(o)}: ${got}`);
+  }
+  m.dispose();
+});
