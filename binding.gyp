@@ -28,7 +28,7 @@
       "conditions": [
         ["target_arch=='x64'", {
           "defines": ["SKYMOE_X86"],
-          "dependencies": ["skymoe_avx2", "skymoe_avx512"]
+          "dependencies": ["skymoe_avx2", "skymoe_avx512", "skymoe_amx"]
         }]
       ]
     },
@@ -47,6 +47,14 @@
       "defines": ["SKYMOE_X86"],
       "cflags": ["<@(common_cflags)", "-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq",
                  "-mprefer-vector-width=512"],
+      "cflags!": ["-O2", "-O0"]
+    },
+    {
+      "target_name": "skymoe_amx",
+      "type": "static_library",
+      "sources": ["src/backend/native/csrc/amx.c"],
+      "defines": ["SKYMOE_X86"],
+      "cflags": ["<@(common_cflags)", "-mamx-tile", "-mamx-bf16", "-mavx512f", "-mavx512bw", "-mavx512vl"],
       "cflags!": ["-O2", "-O0"]
     }
   ]

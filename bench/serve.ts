@@ -17,6 +17,12 @@
  * ceiling / the measured 1-stream figure: how far batching can go on this machine at best.
  * On 2 cores prompt tokens cost as much compute as generated ones, so the speedup depends on the
  * mix: a prompt-heavy one (--prompts 32,64,128 --answers 32,64,96) is bound by the FLOP/s sooner.
+ * --computes f32,bf16 chooses the server's arithmetic for the bf16 / fp8 weights (`skymoe serve
+ * --compute`): f32 (weights decoded to fp32) or bf16 (activations in bf16, products on Intel AMX, as
+ * bf16 engines compute); default bf16 where the CPU has AMX-BF16, else f32. Every line carries
+ * compute=. Under bf16 compute the FMA ceiling no longer binds the batched steps (AMX does many
+ * times the FMA peak); `serve_ceiling` then also prints the memory-bound one: a step of S streams
+ * reads at most every weight once, mem_ceiling_tokens_per_s = S x bandwidth / weight bytes.
  * --tp N serves the model split over N tensor-parallel ranks (`skymoe serve --tp N`; the cores
  * divided among them); the lines then carry tp=N (on one machine TP adds the all-reduces and takes
  * no more cores: the figure is the runtime's overhead, not a speedup).
@@ -45,6 +51,9 @@ const PROMPTS = (arg('prompts') ?? '16,32,64').split(',').map(Number);
 const ANSWERS = (arg('answers') ?? '64,128,192').split(',').map(Number);
 const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const TP = Number(arg('tp') ?? 1);
+const COMPUTES = (arg('computes') ?? '').split(',').filter(Boolean);
+/** Bytes per weight of each benchmark dtype. */
+const BYTES: Record<string, number> = { f32: 4, bf16: 2, fp8: 1 };
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
 
@@ -59,9 +68,9 @@ function freePort(): Promise<number> {
   });
 }
 
-async function startServer(model: string): Promise<{ url: string; proc: ChildProcess }> {
+async function startServer(model: string, compute: string): Promise<{ url: string; proc: ChildProcess }> {
   const port = await freePort();
-  const proc = spawn(process.execPath, [MAIN, 'serve', '--model', model, '--port', String(port), '--max-num-seqs', '64', '--served-model-name', 'bench', '--tp', String(TP)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, [MAIN, 'serve', '--model', model, '--port', String(port), '--max-num-seqs', '64', '--served-model-name', 'bench', '--tp', String(TP), '--compute', compute], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const url = `http://127.0.0.1:${port}`;
@@ -158,13 +167,26 @@ async function ceilings(): Promise<{ gflops: number; gbs: number } | null> {
   }
 }
 
+/** Whether this machine's native backend can compute in bf16 on AMX. */
+async function hasAmx(): Promise<boolean> {
+  if (!nativeInfo().available) return false;
+  try {
+    await createNativeBackend({ compute: 'bf16', initialBytes: 2 ** 20 }).dispose();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function main(): Promise<void> {
   await ensureBenchModels(DIR, DTYPES, (m) => log(`bench:serve: ${m}`));
-  const active = countParams(preset('bench')).active;
+  const { active, total } = countParams(preset('bench'));
   const meanOf = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const generatedShare = meanOf(ANSWERS) / (meanOf(ANSWERS) + meanOf(PROMPTS));
+  const computes = COMPUTES.length ? COMPUTES : [(await hasAmx()) ? 'bf16' : 'f32'];
+  for (const compute of computes)
   for (const dtype of DTYPES) {
-    const { url, proc } = await startServer(join(DIR, dtype));
+    const { url, proc } = await startServer(join(DIR, dtype), dtype === 'f32' ? 'f32' : compute);
     try {
       await complete(url, [1, 2, 3, 4], 8); // warm the page cache and the code
       // The shared machine's speed drifts by up to 2x within minutes: each level's speedup divides
@@ -173,7 +195,7 @@ async function main(): Promise<void> {
       const f = (x: number) => x.toFixed(0);
       const line = (streams: number, r: Awaited<ReturnType<typeof load>>, single: number) =>
         console.log(
-          `serve model=bench dtype=${dtype} tp=${TP} streams=${streams} requests=${r.requests} tokens_per_s=${r.tokensPerS.toFixed(1)} single_tokens_per_s=${single.toFixed(1)} speedup=${(r.tokensPerS / single).toFixed(1)} ttft_p50_ms=${f(pct(r.ttft, 50))} ttft_p99_ms=${f(pct(r.ttft, 99))} itl_p50_ms=${f(pct(r.itl, 50))} itl_p99_ms=${f(pct(r.itl, 99))} errors=${r.errors}`,
+          `serve model=bench dtype=${dtype} compute=${dtype === 'f32' ? 'f32' : compute} tp=${TP} streams=${streams} requests=${r.requests} tokens_per_s=${r.tokensPerS.toFixed(1)} single_tokens_per_s=${single.toFixed(1)} speedup=${(r.tokensPerS / single).toFixed(1)} ttft_p50_ms=${f(pct(r.ttft, 50))} ttft_p99_ms=${f(pct(r.ttft, 99))} itl_p50_ms=${f(pct(r.itl, 50))} itl_p99_ms=${f(pct(r.itl, 99))} errors=${r.errors}`,
         );
       const c = await ceilings();
       let before = await load(url, 1);
@@ -181,7 +203,7 @@ async function main(): Promise<void> {
       if (c) {
         const computeTokens = (c.gflops * 1e9) / (2 * active);
         console.log(
-          `serve_ceiling model=bench dtype=${dtype} fma_gflops=${c.gflops.toFixed(0)} bw_gbs=${c.gbs.toFixed(1)} active_params_b=${(active / 1e9).toFixed(3)} compute_tokens_per_s=${computeTokens.toFixed(0)} generated_share=${generatedShare.toFixed(2)} generated_ceiling_tokens_per_s=${(computeTokens * generatedShare).toFixed(0)} max_speedup=${((computeTokens * generatedShare) / before.tokensPerS).toFixed(1)}`,
+          `serve_ceiling model=bench dtype=${dtype} compute=${dtype === 'f32' ? 'f32' : compute} fma_gflops=${c.gflops.toFixed(0)} bw_gbs=${c.gbs.toFixed(1)} active_params_b=${(active / 1e9).toFixed(3)} compute_tokens_per_s=${computeTokens.toFixed(0)} generated_share=${generatedShare.toFixed(2)} generated_ceiling_tokens_per_s=${(computeTokens * generatedShare).toFixed(0)} max_speedup=${((computeTokens * generatedShare) / before.tokensPerS).toFixed(1)}${compute === 'bf16' && dtype !== 'f32' ? ` mem_ceiling_32_tokens_per_s=${((32 * c.gbs * 1e9) / (total * BYTES[dtype]!)).toFixed(0)} mem_max_speedup_32=${((32 * c.gbs * 1e9 * generatedShare) / (total * BYTES[dtype]!) / before.tokensPerS).toFixed(1)}` : ''}`,
         );
       }
       for (const streams of STREAMS.filter((s) => s > 1)) {

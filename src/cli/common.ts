@@ -1,6 +1,6 @@
 /** Shared CLI plumbing: backend options, number parsing, human-readable figures. */
 import { InvalidArgumentError, Option } from 'commander';
-import type { Backend, BackendName } from '../backend/backend.js';
+import { type Backend, BackendError, type BackendName } from '../backend/backend.js';
 import { createBackend } from '../backend/index.js';
 import { loadModelWithReport, readConfig } from '../io/hf.js';
 import { LOAD_DTYPES, type LoadDType, type LoadReport } from '../io/weights.js';
@@ -43,6 +43,28 @@ export function checkTensorParallelFlag(dir: string, tp: number | undefined, exp
     if (e instanceof ConfigError) throw new ConfigError(`--tp ${tp}: ${e.message.replace(/^tensor parallel: /, '')}`);
     throw e;
   }
+}
+
+/** `--compute` of the serving commands (the engine's row-invariant products with bf16 / fp8 weights). */
+export const computeOption = () =>
+  new Option('--compute <arith>', 'arithmetic of the products with bf16/fp8 weights: f32 (default: weights decoded to fp32) or bf16 (activations rounded to bf16, products on Intel AMX, as bf16 inference engines compute; native backend)').choices(['f32', 'bf16']);
+
+/**
+ * Apply `--compute` before the engine starts: checked here (the native backend with AMX-BF16), then
+ * handed to the engine's threads through SKYMOE_COMPUTE, which the native backend reads.
+ */
+export async function applyCompute(o: { compute?: string; backend?: BackendName }): Promise<void> {
+  if (o.compute === undefined) return;
+  if (o.compute === 'bf16') {
+    if (o.backend !== undefined && o.backend !== 'native') throw new BackendError(`--compute bf16 runs on the native backend's AMX kernels, not --backend ${o.backend}`);
+    const { createNativeBackend } = await import('../backend/native/index.js');
+    try {
+      await createNativeBackend({ threads: 1, compute: 'bf16', initialBytes: 2 ** 20 }).dispose();
+    } catch (e) {
+      throw new BackendError(`--compute bf16: ${(e as Error).message}`);
+    }
+  }
+  process.env.SKYMOE_COMPUTE = o.compute;
 }
 
 /** Create the backend the options ask for and make it current. */

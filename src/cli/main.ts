@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The `skymoe` command line: one file per command, each thin (parse, validate, call, print). */
 import { Command, Option } from 'commander';
-import { backendOption, dtypeOption, nonNegInt, number, positiveInt, threadsOption, tpExpertsOption, tpOption } from './common.js';
+import { applyCompute, backendOption, computeOption, dtypeOption, nonNegInt, number, positiveInt, threadsOption, tpExpertsOption, tpOption } from './common.js';
 import { runDoctor } from './doctor.js';
 import { runGenerate } from './generate.js';
 import { runInit } from './init.js';
@@ -98,7 +98,11 @@ program
   .option('--max-queue <n>', 'requests waiting for a place in the batch at most; more are refused with 429 (default 256)', nonNegInt)
   .addOption(tpOption())
   .addOption(tpExpertsOption())
-  .action(runServe);
+  .addOption(computeOption())
+  .action(async (o) => {
+    await applyCompute(o);
+    await runServe(o);
+  });
 
 program
   .command('chat')
@@ -115,7 +119,11 @@ program
   .option('--kv-cache-gb <g>', 'memory for the KV cache in GiB (default 1; with --tp, of all ranks together)', number)
   .addOption(tpOption())
   .addOption(tpExpertsOption())
-  .action(runChat);
+  .addOption(computeOption())
+  .action(async (o) => {
+    await applyCompute(o);
+    await runChat(o);
+  });
 
 program
   .command('quantize')

@@ -28,7 +28,16 @@ export interface NativeBackendOptions {
   initialBytes?: number;
   /** Largest heap size in bytes (default and limit: min(RAM, 4 GiB), see MAX_HEAP_BYTES). */
   maxBytes?: number;
+  /**
+   * The arithmetic of row-invariant products (serving) with bf16 and fp8 weights: 'f32' (default:
+   * the weights decoded to fp32, fp32 activations) or 'bf16' (activations rounded to bf16, the
+   * products accumulated in fp32 on Intel AMX, as bf16 inference engines compute; refused where
+   * the CPU or kernel has no AMX-BF16). Default: SKYMOE_COMPUTE, else 'f32'.
+   */
+  compute?: NativeCompute;
 }
+
+export type NativeCompute = 'f32' | 'bf16';
 
 /**
  * Heap limit: Node 20's napi_create_external_arraybuffer goes through a node::Buffer, which
@@ -94,6 +103,8 @@ export class NativeBackend extends HeapBackend {
   readonly threads: number;
   readonly kernels: Kernels;
   readonly isa: NativeIsa;
+  /** 'bf16' when serving products with bf16 / fp8 weights run on AMX (see NativeBackendOptions.compute). */
+  readonly compute: NativeCompute;
   private disposed = false;
 
   constructor(private readonly addon: NativeAddon, private readonly handle: AddonHandle, storage: NativeHeapStorage) {
@@ -101,11 +112,12 @@ export class NativeBackend extends HeapBackend {
     const info = addon.info(handle);
     this.threads = info.threads;
     this.isa = info.isa as NativeIsa;
+    this.compute = info.amx ? 'bf16' : 'f32';
     this.kernels = makeNativeKernels(addon, handle);
   }
 
   describe(): string {
-    return `native ${this.isa} threads=${this.threads}`;
+    return `native ${this.isa} threads=${this.threads}${this.compute === 'bf16' ? ' compute=bf16 (amx)' : ''}`;
   }
 
   /** Map a file read-only; kernels read it in place (see Backend.mapFile). */
@@ -183,6 +195,15 @@ export function createNativeBackend(opts: NativeBackendOptions = {}): NativeBack
     handle = l.addon.create(threads, isa, maxBytes);
   } catch (e) {
     throw new BackendError(`native backend not available${isa ? ` with isa=${isa}` : ''}: ${(e as Error).message}`);
+  }
+  const compute = opts.compute ?? (process.env.SKYMOE_COMPUTE || 'f32');
+  if (compute !== 'f32' && compute !== 'bf16') {
+    l.addon.dispose(handle);
+    throw new BackendError(`native: compute=${compute}${opts.compute ? '' : ' (SKYMOE_COMPUTE)'}: expected f32 or bf16`);
+  }
+  if (compute === 'bf16' && !l.addon.setCompute(handle, 1)) {
+    l.addon.dispose(handle);
+    throw new BackendError(`native: compute=bf16 needs Intel AMX-BF16 (a Sapphire Rapids or later Xeon, Linux 5.16+); this CPU or kernel has none: use compute=f32`);
   }
   const storage = new NativeHeapStorage(l.addon, handle, opts.initialBytes ?? 64 * 2 ** 20, maxBytes);
   return new NativeBackend(l.addon, handle, storage);

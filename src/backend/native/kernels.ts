@@ -15,7 +15,9 @@ export interface NativeAddon {
   create(threads: number, isa: string, reserveBytes: number): AddonHandle;
   view(h: AddonHandle, bytes: number): ArrayBuffer;
   dispose(h: AddonHandle): void;
-  info(h: AddonHandle): { isa: string; threads: number; reservedBytes: number };
+  info(h: AddonHandle): { isa: string; threads: number; reservedBytes: number; amx: boolean };
+  /** bf16 = 1: row-invariant products with bf16 / fp8 weights in bf16 on AMX; false when unavailable. */
+  setCompute(h: AddonHandle, bf16: number): boolean;
   detect(): string;
   fmaProbe(h: AddonHandle, iters: number): number;
   groupedMatmul(h: AddonHandle, mode: GroupedMode, a: number, b: number, c: number, offsets: Int32Array, m: number, k: number, beta: number): void;

@@ -187,7 +187,26 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, o, "isa", s);
   napi_set_named_property(env, o, "threads", t);
   napi_set_named_property(env, o, "reservedBytes", r);
+  napi_value amx;
+  napi_get_boolean(env, a.cx->amx != 0, &amx);
+  napi_set_named_property(env, o, "amx", amx);
   return o;
+}
+
+/* setCompute(ctx, bf16) -> whether row-invariant products with bf16 / fp8 weights now run in bf16 on
+   AMX (bf16 = 1; false when the CPU or the kernel does not allow AMX), or back in fp32 (bf16 = 0). */
+static napi_value js_set_compute(napi_env env, napi_callback_info info) {
+  BEGIN(2)
+  long want = I(&a, 1);
+  CHECK()
+  int on = 0;
+#if defined(SKYMOE_X86)
+  if (want) on = amx_enable();
+#endif
+  a.cx->amx = on;
+  napi_value r;
+  napi_get_boolean(env, want ? on : 1, &r);
+  return r;
 }
 
 /* detect() -> the best ISA this CPU supports. */
@@ -567,7 +586,7 @@ NAPI_MODULE_INIT() {
     napi_callback fn;
   } fns[] = {
       {"create", js_create}, {"view", js_view}, {"dispose", js_dispose}, {"info", js_info}, {"detect", js_detect},
-      {"fmaProbe", js_fma_probe},
+      {"fmaProbe", js_fma_probe}, {"setCompute", js_set_compute},
       {"matmul", js_matmul}, {"groupedMatmul", js_grouped_matmul}, {"fill", js_fill}, {"copy2d", js_copy2d},
       {"binary", js_binary}, {"unary", js_unary}, {"unaryBackward", js_unary_backward}, {"axpby", js_axpby},
       {"reduceTo", js_reduce_to}, {"swiglu", js_swiglu}, {"swigluBackward", js_swiglu_backward},

@@ -164,6 +164,7 @@ typedef struct ctx {
   int disposed;
   struct file_map *maps; /* files mapped read-only for weights (addon_weights.c) */
   int nmaps, mapcap;
+  int amx;              /* bf16 compute on AMX for row-invariant products with bf16 / fp8 weights (amx.c) */
 } ctx_t;
 
 /* A file mapped read-only; kernels address it by offsets from ctx->base like the heap. */
@@ -222,6 +223,12 @@ typedef struct wref {
   float scale;
   const float *row_scale;
 } wref_t;
+#if defined(SKYMOE_X86)
+/* amx.c: 1 when this CPU has AMX-TILE and AMX-BF16 and the kernel granted the tile state. */
+int amx_enable(void);
+void amx_rows(const float *x, long m, long k, const wref_t *w, long n, long j0, long j1, float *y, float *scratch);
+size_t amx_scratch_floats(long k);
+#endif
 /* invariant: each y[i, j] is bit for bit what the call gives row i alone (m = 1), see weights.c. */
 void k_linear_w(ctx_t *c, const float *x, const wref_t *w, float *y, long m, long k, long n, int invariant);
 void k_grouped_linear_w(ctx_t *c, const float *x, const wref_t *ws, float *y, const int32_t *off, long groups,

@@ -116,7 +116,15 @@ static void gemm_w_cols(ctx_t *cx, int tid, const float *x, long m, long k, cons
  * (4 + INVARIANT_ROW_BLOCK) * k floats (see stream_scratch_floats).
  */
 static void invariant_rows(const isa_t *isa, const float *x, long m, long k, const wref_t *w, long n, long j0, long j1,
-                           float *y, float *scratch) {
+                           float *y, float *scratch, int amx) {
+#if defined(SKYMOE_X86)
+  if (amx && (w->dtype == WD_BF16 || w->dtype == WD_F8E4M3)) {
+    amx_rows(x, m, k, w, n, j0, j1, y, scratch);
+    return;
+  }
+#else
+  (void)amx;
+#endif
   if (m <= STREAM_ROWS) {
     stream_rows(isa, x, m, k, w, n, j0, j1, y, scratch);
     return;
@@ -149,9 +157,20 @@ static void invariant_rows(const isa_t *isa, const float *x, long m, long k, con
 }
 
 /* Per-thread scratch (floats) of the streaming paths for `rows` activation rows. */
-static size_t stream_scratch_floats(long rows, long k, int invariant) {
+static size_t stream_scratch_floats(const ctx_t *cx, long rows, long k, int invariant) {
   if (invariant && rows > STREAM_ROWS) rows = 4 + (rows < INVARIANT_ROW_BLOCK ? rows : INVARIANT_ROW_BLOCK);
-  return (size_t)(rows * k);
+  size_t floats = (size_t)(rows * k);
+#if defined(SKYMOE_X86)
+  if (invariant && cx->amx && amx_scratch_floats(k) > floats) floats = amx_scratch_floats(k);
+#else
+  (void)cx;
+#endif
+  return floats;
+}
+
+/* Row-invariant products with this weight run on AMX (bf16 compute, see amx.c). */
+static inline int uses_amx(const ctx_t *cx, const wref_t *w) {
+  return cx->amx && (w->dtype == WD_BF16 || w->dtype == WD_F8E4M3);
 }
 
 /* ------------------------------------------------------------------ linear */
@@ -167,7 +186,7 @@ typedef struct {
 static void linear_range(ctx_t *cx, int tid, const float *x, const wref_t *w, float *y, long m, long k, long n, long j0,
                          long j1, int invariant) {
   if (j1 <= j0) return;
-  if (invariant) invariant_rows(cx->isa, x, m, k, w, n, j0, j1, y, cx->scratch[tid].tile);
+  if (invariant) invariant_rows(cx->isa, x, m, k, w, n, j0, j1, y, cx->scratch[tid].tile, cx->amx);
   else if (m <= STREAM_ROWS) stream_rows(cx->isa, x, m, k, w, n, j0, j1, y, cx->scratch[tid].tile);
   else gemm_w_cols(cx, tid, x, m, k, w, n, j0, j1, y);
 }
@@ -182,7 +201,7 @@ static void linear_task(void *raw, int tid, int nt) {
 void k_linear_w(ctx_t *cx, const float *x, const wref_t *w, float *y, long m, long k, long n, int invariant) {
   if (m <= 0 || n <= 0) return;
   const int streamed = invariant || m <= STREAM_ROWS;
-  if (k <= 0 || (streamed && !scratch_tiles(cx, stream_scratch_floats(m, k, invariant)))) {
+  if (k <= 0 || (streamed && !scratch_tiles(cx, stream_scratch_floats(cx, m, k, invariant)))) {
     /* k <= 0: the empty sum; no scratch: (out of memory) NaN says so rather than garbage */
     for (long i = 0; i < m * n; i++) y[i] = k <= 0 ? 0.0f : __builtin_nanf("");
     return;
@@ -191,7 +210,7 @@ void k_linear_w(ctx_t *cx, const float *x, const wref_t *w, float *y, long m, lo
     linear_range(cx, 0, x, w, y, m, k, n, 0, n, invariant);
     return;
   }
-  linear_job j = {cx, x, w, y, m, k, n, streamed ? 4 : cx->isa->nr, invariant};
+  linear_job j = {cx, x, w, y, m, k, n, invariant && uses_amx(cx, w) ? 16 : streamed ? 4 : cx->isa->nr, invariant};
   pool_run(cx->pool, linear_task, &j);
 }
 
@@ -204,6 +223,7 @@ typedef struct {
   const int32_t *off;
   long groups, n, k, quads, units;
   int invariant;
+  long width; /* weight rows per work unit: 4 (a wdot quad) or 16 (an AMX tile) */
 } grouped_job;
 
 /* Work units: (group, quad of 4 weight rows) over the groups that own rows; thread t takes a range. */
@@ -217,10 +237,10 @@ static void grouped_task(void *raw, int tid, int nt) {
     if (rows <= 0) continue;
     long a = lo > u ? lo - u : 0, b = hi - u < j->quads ? hi - u : j->quads;
     if (a < b) {
-      long c0 = a * 4, c1 = b * 4 < j->n ? b * 4 : j->n;
+      long c0 = a * j->width, c1 = b * j->width < j->n ? b * j->width : j->n;
       const float *xg = j->x + r0 * j->k;
       float *yg = j->y + r0 * j->n, *scratch = j->cx->scratch[tid].tile;
-      if (j->invariant) invariant_rows(j->cx->isa, xg, rows, j->k, &j->ws[g], j->n, c0, c1, yg, scratch);
+      if (j->invariant) invariant_rows(j->cx->isa, xg, rows, j->k, &j->ws[g], j->n, c0, c1, yg, scratch, j->cx->amx);
       else stream_rows(j->cx->isa, xg, rows, j->k, &j->ws[g], j->n, c0, c1, yg, scratch);
     }
     u += j->quads;
@@ -236,11 +256,12 @@ void k_grouped_linear_w(ctx_t *cx, const float *x, const wref_t *ws, float *y, c
     if (rows > most) most = rows;
   }
   if (busy == 0 || n <= 0) return;
-  if ((invariant || most <= STREAM_ROWS) && k > 0 && scratch_tiles(cx, stream_scratch_floats(most, k, invariant))) {
+  if ((invariant || most <= STREAM_ROWS) && k > 0 && scratch_tiles(cx, stream_scratch_floats(cx, most, k, invariant))) {
     /* Decode, small batches and row-invariant products: one pass over all busy experts' weights,
        split evenly over threads. */
-    long quads = (n + 3) / 4;
-    grouped_job j = {cx, x, ws, y, off, groups, n, k, quads, busy * quads, invariant};
+    const long width = invariant && uses_amx(cx, &ws[0]) ? 16 : 4;
+    long quads = (n + width - 1) / width;
+    grouped_job j = {cx, x, ws, y, off, groups, n, k, quads, busy * quads, invariant, width};
     if (cx->threads == 1 || busy * n * k * most < PARALLEL_MIN_MACS) grouped_task(&j, 0, 1);
     else pool_run(cx->pool, grouped_task, &j);
     return;
