@@ -19,10 +19,11 @@ import { runReport } from './report.js';
 import { runPlan } from './plan.js';
 import { runQuantize } from './quantize.js';
 import { runExport } from './export.js';
+import { runImport } from './import.js';
 import { runTokenizerChat, runTokenizerConvert, runTokenizerEncode } from './tokenizer.js';
 
 const program = new Command();
-program.name('skymoe').description('Skywork-MoE in TypeScript: train, upcycle, advise, plan, quantize, export, generate, serve, chat, score, report').version('0.1.0');
+program.name('skymoe').description('Skywork-MoE in TypeScript: train, upcycle, advise, plan, quantize, export, import, generate, serve, chat, score, report').version('0.1.0');
 
 program
   .command('selfcheck')
@@ -137,13 +138,34 @@ program
 
 program
   .command('export')
-  .description('write a model in another engine\'s format: gguf (llama.cpp, Ollama)')
-  .argument('<format>', 'gguf')
-  .requiredOption('--model <dir>', 'model directory (with tokenizer.json)')
-  .requiredOption('--out <file>', 'output file (.gguf)')
-  .addOption(new Option('--type <type>', 'tensor type of the matrices (norms and router stay f32)').choices(['f32', 'f16', 'bf16', 'q8_0']).default('f16'))
-  .option('--name <text>', 'general.name (default: the directory name)')
+  .description("write a model in another engine's format: gguf (llama.cpp, Ollama), megatron (a Megatron-Core training kit with skymoe's router, in the layout skymoe plan chooses)")
+  .argument('<format>', 'gguf | megatron')
+  .option('--model <dir>', 'model directory (with tokenizer.json); megatron: also a skymoe training run or one of its checkpoints')
+  .requiredOption('--out <path>', 'gguf: the output file (.gguf); megatron: the kit directory')
+  .addOption(new Option('--type <type>', 'gguf: tensor type of the matrices (norms and router stay f32)').choices(['f32', 'f16', 'bf16', 'q8_0']).default('f16'))
+  .option('--name <text>', 'gguf: general.name (default: the directory name)')
+  .option('--preset <name>', 'megatron: train a preset from scratch instead of --model')
+  .option('--gpus <n>', 'megatron: GPUs that will train it', positiveInt)
+  .option('--gpu <kind>', 'megatron: the GPU, as in skymoe plan (a800-80g, h100-sxm, ...)')
+  .option('--gpus-per-node <n>', 'megatron: GPUs per node (default: the usual server)', positiveInt)
+  .option('--layout <spec>', "megatron: the layout in skymoe plan's notation, e.g. tp=4,pp=12,dp=32,expert=edp (default: the planner's choice)")
+  .option('--seq <n>', "megatron: tokens per sequence (default 4096, at most the model's positions)", positiveInt)
+  .option('--global-batch-tokens <n>', 'megatron: global batch in tokens (default 2048 sequences)', positiveInt)
+  .option('--micro-batch <n>', 'megatron: fix the micro-batch size', positiveInt)
+  .addOption(new Option('--precision <p>', 'megatron: training compute (default bf16)').choices(['bf16', 'fp8']))
+  .option('--force', 'megatron: replace a non-empty --out')
   .action(runExport);
+
+program
+  .command('import')
+  .description('bring a model back from another engine: megatron (the Hugging Face Mixtral export of a model trained with the Megatron kit, plus the kit)')
+  .argument('<format>', 'megatron')
+  .requiredOption('--hf <dir>', "the trained model in the Hugging Face Mixtral layout (the kit's to_hf.py writes it)")
+  .requiredOption('--kit <dir>', 'the kit it was trained with (skymoe export megatron)')
+  .requiredOption('--out <dir>', 'the skymoe model directory to write')
+  .option('--tokenizer <dir>', "tokenizer directory (default: the export's, else the kit's hf/)")
+  .option('--force', 'replace a non-empty --out')
+  .action(runImport);
 
 program
   .command('train')

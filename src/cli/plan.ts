@@ -236,6 +236,7 @@ export function renderTrainingPlan(r: TrainingPlanReport, m: ModelShape): string
   if (r.megatron.missing.length) {
     out.push('', 'what Megatron-Core has no flag for (add these yourself)');
     for (const x of r.megatron.missing) out.push(`  - ${x.feature}: ${x.add}`);
+    out.push('  (skymoe export megatron writes a training kit whose plugin adds the router ones: docs/megatron.md)');
   }
   return out;
 }

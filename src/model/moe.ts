@@ -144,35 +144,63 @@ function gateLogits(x: Tensor, w: MoeWeights): Tensor {
   return T.linear(x, w.gate);
 }
 
-/** One MoE layer on normalized hidden states x [N, H]. */
-export function moeForward(x: Tensor, w: MoeWeights, cfg: ModelConfig, opts: MoeOptions): MoeOutput {
-  const [N] = x.shape as [number, number];
+/** The router's result for N tokens. */
+export interface Routing {
+  /** The logits that enter the softmax: normalized when logit normalization is on. (N, E) */
+  logits: Tensor;
+  /** Gate probabilities over all experts, fp32. (N, E) */
+  p: Tensor;
+  /** The k experts of each token, best first (ties: lower index first). [N*k] */
+  experts: Int32Array;
+  /** Their combine weights: the gate probabilities, renormalized over the k when normTopK. (N, K) */
+  weights: Tensor;
+}
+
+/**
+ * The router on gate logits z (N, E), SPEC section 1: gating logit normalization, fp32 softmax,
+ * top-k, renormalization. With `expertBias` (aux-loss-free balancing) the bias is added to the
+ * probabilities for the selection only; the weights stay the probabilities.
+ * @example
+ * const r = route(T.tensor([1, 2, 0.5, -1], [1, 4]), { numExperts: 4, topK: 2, logitsNorm: true, gateNormStd: 1, normTopK: true });
+ * r.experts; // Int32Array [1, 0]
+ */
+export function route(z: Tensor, cfg: Pick<ModelConfig, 'numExperts' | 'topK' | 'logitsNorm' | 'gateNormStd' | 'normTopK'>, expertBias?: Float32Array): Routing {
+  const [N] = z.shape as [number, number];
   const E = cfg.numExperts, k = cfg.topK;
-  const be = x.backend;
-  let logits = gateLogits(x, w); // (N, E)
+  const be = z.backend;
+  let logits = z; // (N, E)
   if (cfg.logitsNorm) {
     // Report section 4.1: divide by std / lambda (unbiased std, no eps; softmax ignores the mean).
     const sd = T.reshape(T.std(logits, true), [N, 1]);
     logits = T.div(logits, T.scale(sd, 1 / cfg.gateNormStd));
   }
   const p = T.softmax(logits); // (N, E)
-  const pHost = p.toFloat32();
 
   // Top-k selection, optionally on biased scores (aux-loss-free balancing: bias for selection only).
-  let weights: Tensor; // (N, k), gate probabilities of the selected experts
+  let weights: Tensor; // (N, K), gate probabilities of the selected experts
   let experts: Int32Array;
-  if (opts.expertBias) {
-    const bias = T.tensor(opts.expertBias, [E], 'f32', be);
+  if (expertBias) {
+    const bias = T.tensor(expertBias, [E], 'f32', be);
     const top = T.topk(T.add(p, bias), k);
     experts = top.indices.toArray() as Int32Array;
-    const bSel = Float32Array.from(experts, (e) => opts.expertBias![e]!);
+    const bSel = Float32Array.from(experts, (e) => expertBias[e]!);
     weights = T.sub(top.values, T.tensor(bSel, [N, k], 'f32', be));
   } else {
     const top = T.topk(p, k);
     experts = top.indices.toArray() as Int32Array;
     weights = top.values;
   }
-  const wNorm = cfg.normTopK ? T.div(weights, T.reshape(T.sum(weights), [N, 1])) : weights; // (N, k), renormalized over the k or not
+  const wNorm = cfg.normTopK ? T.div(weights, T.reshape(T.sum(weights), [N, 1])) : weights; // (N, K), renormalized over the k or not
+  return { logits, p, experts, weights: wNorm };
+}
+
+/** One MoE layer on normalized hidden states x [N, H]. */
+export function moeForward(x: Tensor, w: MoeWeights, cfg: ModelConfig, opts: MoeOptions): MoeOutput {
+  const [N] = x.shape as [number, number];
+  const E = cfg.numExperts, k = cfg.topK;
+  const be = x.backend;
+  const { logits, p, experts, weights: wNorm } = route(gateLogits(x, w), cfg, opts.expertBias);
+  const pHost = p.toFloat32();
   const selProbs = Float32Array.from(experts, (e, a) => pHost[Math.floor(a / k) * E + e]!);
   const plan = planDispatch(experts, selProbs, N, k, E, opts);
 

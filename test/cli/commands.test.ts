@@ -3,32 +3,15 @@
  * or path (named, exit code 1, nothing on stdout). Also: the README and `--help` promise only
  * commands that exist.
  */
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cliHarness } from '../cli-harness.js';
 
-const main = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
-const work = mkdtempSync(join(tmpdir(), 'skymoe-commands-'));
-after(() => rmSync(work, { recursive: true, force: true }));
-const env = { ...process.env, SKYMOE_BACKEND: 'wasm', SKYMOE_THREADS: '2', SKYMOE_CACHE: join(work, 'cache') };
-
-function skymoe(...args: string[]) {
-  const r = spawnSync(process.execPath, [main, ...args], { encoding: 'utf8', env });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
-
-/** A failure: non-zero exit, the message on stderr matching `re`, nothing on stdout. */
-function fails(args: string[], re: RegExp) {
-  const r = skymoe(...args);
-  assert.notEqual(r.code, 0, `skymoe ${args.join(' ')} should fail`);
-  assert.match(r.err, re, `skymoe ${args.join(' ')}`);
-  assert.equal(r.out, '', `skymoe ${args.join(' ')} printed to stdout before failing`);
-}
+const { work, skymoe, fails } = cliHarness('skymoe-commands-');
 
 const commands = [...skymoe('--help').out.split(/^Commands:$/m)[1]!.matchAll(/^ {2}([a-z-]+)/gm)].map((m) => m[1]!).filter((c) => c !== 'help');
 

@@ -204,6 +204,9 @@ test('layout parsing and checks name the field at fault', () => {
   assert.throws(() => checkLayout(parseLayout('tp=4,pp=12,expert=edp,ep=8', sky, 1536), sky, 1536, s), /EDP places experts on the TP group/);
   assert.throws(() => gpuSpec('rtx-9090'), (e: Error) => e instanceof PlanError && /a800-80g, a100-40g.*mi300x/.test(e.message));
   assert.equal(gpuSpec('H100-SXM').key, 'h100-sxm');
+  // the model name alone, when one memory size has it (the report's "A800"); ambiguous names are refused naming both
+  assert.equal(gpuSpec('A800').key, 'a800-80g');
+  assert.throws(() => gpuSpec('A100'), /GPU 'A100' is ambiguous: a100-40g or a100-80g/);
   assert.equal(pipelineLayoutString([5, 5, 4]), 'Et*5|t*5|t*4L');
 });
 

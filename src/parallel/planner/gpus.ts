@@ -56,10 +56,18 @@ export const GPUS: Record<string, GpuSpec> = {
   'mi300x': { key: 'mi300x', name: 'Instinct MI300X 192GB', memoryBytes: 192 * GB, bf16Tflops: 1307, fp8Tflops: 2615, memoryTBs: 5.3, gemmEfficiency: 0.5, intraNodeGBs: 448, interNodeGBs: 50, gpusPerNode: 8 },
 };
 
-/** Look a GPU up by key or display name, or fail listing the known ones. */
+/**
+ * Look a GPU up by key, display name or model name alone when one memory size has it ('A800',
+ * 'H100' is ambiguous: sxm or pcie), or fail listing the known ones.
+ */
 export function gpuSpec(name: string): GpuSpec {
   const k = name.trim().toLowerCase().replace(/[\s_]+/g, '-');
-  const g = GPUS[k] ?? Object.values(GPUS).find((x) => x.name.toLowerCase() === name.trim().toLowerCase());
+  let g = GPUS[k] ?? Object.values(GPUS).find((x) => x.name.toLowerCase() === name.trim().toLowerCase());
+  if (!g && k) {
+    const family = Object.keys(GPUS).filter((key) => key.startsWith(`${k}-`));
+    if (family.length === 1) g = GPUS[family[0]!];
+    else if (family.length > 1) throw new PlanError(`GPU '${name}' is ambiguous: ${family.join(' or ')}`, '--gpu');
+  }
   if (!g) throw new PlanError(`unknown GPU '${name}': expected one of ${Object.keys(GPUS).join(', ')}`, '--gpu');
   return g;
 }

@@ -24,8 +24,10 @@ export function pipelineLayoutString(stages: number[]): string {
 export interface ExportOptions {
   /** Initial aux-loss coefficient (the adaptive controller starts here; SPEC section 3). */
   auxLossCoeff?: number;
-  /** Capacity factor: the adaptive coefficient needs token drops to measure. */
-  capacityFactor?: number;
+  /** Capacity factor: the adaptive coefficient needs token drops to measure (null: dropless, no capacity flags). */
+  capacityFactor?: number | null;
+  /** Which assignments an over-full expert drops (Megatron's --moe-token-drop-policy; default probs). */
+  dropPolicy?: 'probs' | 'position';
 }
 
 export function megatronArgs(m: ModelShape, s: TrainingSetup, l: Layout, cfg?: ModelConfig, o: ExportOptions = {}): MegatronExport {
@@ -116,9 +118,11 @@ export function megatronArgs(m: ModelShape, s: TrainingSetup, l: Layout, cfg?: M
     a('--expert-model-parallel-size', l.ep);
     a('--expert-tensor-parallel-size', l.etp);
     a('--moe-token-dispatcher-type', l.expert === 'edp' ? 'allgather' : 'alltoall');
-    const cf = o.capacityFactor ?? 1.25;
-    a('--moe-expert-capacity-factor', cf);
-    a('--moe-token-drop-policy', 'probs');
+    const cf = o.capacityFactor === undefined ? 1.25 : o.capacityFactor;
+    if (cf !== null) {
+      a('--moe-expert-capacity-factor', cf);
+      a('--moe-token-drop-policy', o.dropPolicy ?? 'probs');
+    }
     if (l.expert === 'edp') notes.push('EDP: expert-parallel group = the TP group, so --moe-token-dispatcher-type allgather keeps dispatch inside the node (Skywork dispatches locally from the non-sequence-parallel attention output; the all-gather is the same traffic as a dense MLP\'s)');
     if (cfg?.logitsNorm ?? m.experts > 0) {
       missing.push({
