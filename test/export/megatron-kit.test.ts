@@ -251,3 +251,20 @@ test('import refuses an export of another model, another layout, a bad kit, nami
   for (const x of ['x1', 'x2', 'x3', 'x4']) assert.ok(!existsSync(join(work, x)), x);
   fails(['import', 'megatron', '--hf', join(kit, 'hf'), '--kit', kit, '--out', join(work, 'imported')], /exists and is not empty/);
 });
+
+test('the kit carries the model\'s own lambda (here 2.5), and import restores it: the logits of the model, bit for bit', () => {
+  const model = join(work, 'lambda-model');
+  cpSync(checkpoint, model, { recursive: true });
+  const cfgPath = join(model, 'config.json');
+  writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(readFileSync(cfgPath, 'utf8')), moe_gate_norm_std: 2.5 }));
+  const k2 = join(work, 'lambda-kit'), back = join(work, 'lambda-back');
+  const r = skymoe('export', 'megatron', '--model', model, '--gpus', '8', '--gpu', 'a100-80g', '--out', k2);
+  assert.equal(r.code, 0, r.err);
+  const k = JSON.parse(readFileSync(join(k2, KIT_FILE), 'utf8'));
+  assert.equal(k.router.gate_norm_std, 2.5);
+  assert.equal(k.model.moe_gate_norm_std, 2.5);
+  const i = skymoe('import', 'megatron', '--hf', join(k2, 'hf'), '--kit', k2, '--out', back);
+  assert.equal(i.code, 0, i.err);
+  assert.equal(Buffer.compare(bytesOf(logits(back, IDS)), bytesOf(logits(model, IDS))), 0);
+  assert.notEqual(Buffer.compare(bytesOf(logits(back, IDS)), bytesOf(logits(checkpoint, IDS))), 0, 'lambda 2.5 changes the logits');
+});
