@@ -249,6 +249,11 @@ test('the 146b plan on 1536 A800 is found in well under a second and exports Meg
   assert.equal(fl.get('--decoder-first-pipeline-num-layers'), '6');
   assert.equal(fl.get('--decoder-last-pipeline-num-layers'), '6');
   assert.ok(!fl.has('--pipeline-model-parallel-layout'));
+  // top-1: Megatron-Core refuses a top-1 router without pre-softmax, renormalized or not
+  const top1 = { ...preset('skywork-moe-146b'), topK: 1 };
+  const withTop1 = new Map(megatronArgs(shapeOf(top1), s, parseLayout('tp=4,pp=12,expert=edp', shapeOf(top1), 1536), top1).args);
+  assert.ok(withTop1.has('--moe-router-pre-softmax'));
+  assert.ok(!new Map(megatronArgs(sky, s, parseLayout('tp=4,pp=12,expert=edp', sky, 1536), preset('skywork-moe-146b')).args).has('--moe-router-pre-softmax'));
 });
 
 function capture(f: () => void): string {

@@ -108,8 +108,10 @@ export function megatronArgs(m: ModelShape, s: TrainingSetup, l: Layout, cfg?: M
     a('--moe-router-topk', m.topK);
     // A list, not an integer N: Megatron's N makes layers 0, N, 2N MoE, Skywork's and Qwen3's (i + 1) % N == 0.
     if (cfg && m.moeLayers !== m.layers) a('--moe-layer-freq', `"[${Array.from({ length: m.layers }, (_, i) => (isMoeLayer(cfg, i) ? 1 : 0)).join(',')}]"`);
-    // softmax over all experts, then the top k without renormalizing: norm_topk_prob false
-    if (cfg && !cfg.normTopK) a('--moe-router-pre-softmax');
+    // softmax over all experts, then the top k without renormalizing: norm_topk_prob false. With
+    // top-1 Megatron-Core requires it whatever the renormalization (a softmax over one logit is
+    // constant 1: the router would get no gradient); one expert's renormalized weight is 1 anyway.
+    if (cfg && (!cfg.normTopK || m.topK === 1)) a('--moe-router-pre-softmax');
     a('--moe-router-load-balancing-type', 'aux_loss');
     a('--moe-aux-loss-coeff', o.auxLossCoeff ?? 0.01);
     a('--moe-router-dtype', 'fp32');
