@@ -209,22 +209,20 @@ export function moeForward(x: Tensor, w: MoeWeights, cfg: ModelConfig, opts: Moe
   // expert parallelism this rank's rows go to their experts' ranks and come back (all-to-all).
   const par = opts.parallel;
   const ffn = (xs: Tensor, offsets: Int32Array) => T.groupedMatmul(T.swiglu(T.groupedMatmul(xs, w.w1, offsets), T.groupedMatmul(xs, w.w3, offsets)), w.w2, offsets); // (M, H)
-  let sel: Int32Array; // entries of plan.order this rank weights and sums
+  // the rows this rank weights and sums: their tokens (i32 [M], on the backend) and assignment ids
+  let tokenOf: Tensor, order: Int32Array;
   let ys: Tensor; // their expert outputs (M, H)
-  if (par?.ep) {
-    const r = dispatchExpertParallel(x, plan, E, par.ep, par.copy, ffn);
-    sel = r.sel;
-    ys = r.ys;
-  } else {
+  if (par?.ep) ({ tokenOf, order, ys } = dispatchExpertParallel(x, plan, E, par.ep, par.copy, ffn));
+  else {
     const [e0, e1] = par?.experts ?? [0, E];
     const lo = plan.offsets[e0]!, hi = plan.offsets[e1]!;
     const offsets = plan.offsets.slice(e0, e1 + 1).map((o) => o - lo);
-    sel = Int32Array.from({ length: hi - lo }, (_, i) => lo + i);
-    ys = ffn(T.gatherRows(par ? par.copy(x) : x, T.tensor(plan.tokenOf.subarray(lo, hi), [hi - lo], 'i32', be)), offsets);
+    tokenOf = T.tensor(plan.tokenOf.subarray(lo, hi), [hi - lo], 'i32', be);
+    order = plan.order.subarray(lo, hi);
+    ys = ffn(T.gatherRows(par ? par.copy(x) : x, tokenOf), offsets);
   }
-  const tokenOf = T.tensor(sel.map((i) => plan.tokenOf[i]!), [sel.length], 'i32', be);
   // the gate weights also meet only this rank's part of the experts: their gradient is summed over the group too
-  const wSel = T.gatherRows(T.reshape(par ? par.copy(wNorm) : wNorm, [N * k, 1]), T.tensor(sel.map((i) => plan.order[i]!), [sel.length], 'i32', be)); // (M, 1)
+  const wSel = T.gatherRows(T.reshape(par ? par.copy(wNorm) : wNorm, [N * k, 1]), T.tensor(order, [order.length], 'i32', be)); // (M, 1)
   const yPart = T.scatterAddRows(T.mul(ys, wSel), tokenOf, N); // (N, H); dropped assignments add nothing
   const y = par ? par.combine(yPart) : yPart;
 
@@ -271,10 +269,10 @@ export function moeForward(x: Tensor, w: MoeWeights, cfg: ModelConfig, opts: Moe
  * kept assignment go to the rank holding the assignment's expert (experts split over the group
  * as unevenSplit(E, size), so the rows, in expert order, are already grouped by destination),
  * the receiving rank regroups what arrives by its experts, runs them, puts the outputs back in
- * arrival order and returns them. `sel` are the entries of plan.order this rank sent, in order;
- * `ys` their outputs.
+ * arrival order and returns them: the rows this rank sent (their tokens and assignment ids, in
+ * order) and their outputs `ys`.
  */
-function dispatchExpertParallel(x: Tensor, plan: DispatchPlan, E: number, ep: ExpertParallelOps, copy: (x: Tensor) => Tensor, ffn: (xs: Tensor, offsets: Int32Array) => Tensor): { sel: Int32Array; ys: Tensor } {
+function dispatchExpertParallel(x: Tensor, plan: DispatchPlan, E: number, ep: ExpertParallelOps, copy: (x: Tensor) => Tensor, ffn: (xs: Tensor, offsets: Int32Array) => Tensor): { tokenOf: Tensor; order: Int32Array; ys: Tensor } {
   const be = x.backend;
   const [N] = x.shape as [number, number];
   const [r0, r1] = ep.rows(N);
@@ -298,8 +296,8 @@ function dispatchExpertParallel(x: Tensor, plan: DispatchPlan, E: number, ep: Ex
   const send = counts.map((c) => c.reduce((a, b) => a + b, 0));
   const arriving = ep.counts(counts); // per source rank, per expert of mine
   const recv = arriving.map((c) => c.reduce((a, b) => a + b, 0));
-  const selA = Int32Array.from(sel);
-  const xs = T.gatherRows(copy(x), T.tensor(selA.map((i) => plan.tokenOf[i]!), [selA.length], 'i32', be)); // (M, H)
+  const tokenOf = T.tensor(Int32Array.from(sel, (i) => plan.tokenOf[i]!), [sel.length], 'i32', be);
+  const xs = T.gatherRows(copy(x), tokenOf); // (M, H)
   const xr = ep.exchange(xs, send, recv); // (R, H), by source rank, then by expert
   // regroup by expert: rows of expert le from every source, sources in order
   const mine = perRank[ep.shard.index]!;
@@ -319,5 +317,5 @@ function dispatchExpertParallel(x: Tensor, plan: DispatchPlan, E: number, ep: Ex
   const R = permT.length;
   const yg = ffn(T.gatherRows(xr, T.tensor(permT, [R], 'i32', be)), offsets); // (R, H) by expert
   const yr = T.gatherRows(yg, T.tensor(inverse, [R], 'i32', be)); // back in arrival order
-  return { sel: selA, ys: ep.exchange(yr, recv, send) }; // (M, H), in the order this rank sent
+  return { tokenOf, order: Int32Array.from(sel, (i) => plan.order[i]!), ys: ep.exchange(yr, recv, send) }; // (M, H), in the order this rank sent
 }

@@ -320,18 +320,7 @@ export class Trainer {
       loss += r.loss / o.accum;
       ce += r.ce / o.accum;
       r.aux.forEach((v, i) => (aux[i] += v / o.accum));
-      r.stats.forEach((s, i) => {
-        const acc = statsSum[i];
-        if (!acc) statsSum[i] = { ...s, routedPerExpert: [...s.routedPerExpert], tokensPerExpert: [...s.tokensPerExpert], dropRate: s.dropRate / o.accum, max1OverMax2: s.max1OverMax2 / o.accum, max2OverMax3: s.max2OverMax3 / o.accum, entropy: s.entropy / o.accum };
-        else {
-          s.routedPerExpert.forEach((v, e) => (acc.routedPerExpert[e]! += v));
-          s.tokensPerExpert.forEach((v, e) => (acc.tokensPerExpert[e]! += v));
-          acc.dropRate += s.dropRate / o.accum;
-          acc.max1OverMax2 += s.max1OverMax2 / o.accum;
-          acc.max2OverMax3 += s.max2OverMax3 / o.accum;
-          acc.entropy += s.entropy / o.accum;
-        }
-      });
+      r.stats.forEach((s, i) => addStats((statsSum[i] ??= zeroStats(s.routedPerExpert.length)), s, o.accum));
     }
     if (dp && dp.size > 1) return sumOverGroup(dp, { loss, ce, aux, stats: statsSum });
     return { loss, ce, aux, stats: statsSum };
@@ -367,7 +356,7 @@ export class Trainer {
     // the step's sums over this stage's micro-batches, over every MoE layer of the model (other stages' stay zero)
     let loss = 0, ce = 0;
     const aux = Array<number>(this.moeLayerIds.length).fill(0);
-    const stats: RouterStats[] = this.moeLayerIds.map(() => ({ routedPerExpert: Array(c.numExperts).fill(0), tokensPerExpert: Array(c.numExperts).fill(0), dropRate: 0, max1OverMax2: 0, max2OverMax3: 0, entropy: 0, capacity: null }));
+    const stats: RouterStats[] = this.moeLayerIds.map(() => zeroStats(c.numExperts));
 
     /** This stage's forward of one micro-batch: its output and its loss terms (null: none). */
     const stageForward = (b: Batch, input: T.Tensor, record: boolean) => {
@@ -389,14 +378,7 @@ export class Trainer {
         if (l.zLoss) add(T.scale(l.zLoss, o.zLossCoef));
         if (record) {
           aux[i]! += (l.aux ? l.aux.item() : 0) / o.accum;
-          const acc = stats[i]!, st = l.stats;
-          st.routedPerExpert.forEach((v, e) => (acc.routedPerExpert[e]! += v));
-          st.tokensPerExpert.forEach((v, e) => (acc.tokensPerExpert[e]! += v));
-          acc.dropRate += st.dropRate / o.accum;
-          acc.max1OverMax2 += st.max1OverMax2 / o.accum;
-          acc.max2OverMax3 += st.max2OverMax3 / o.accum;
-          acc.entropy += st.entropy / o.accum;
-          acc.capacity = st.capacity;
+          addStats(stats[i]!, l.stats, o.accum);
         }
       }
       if (record) {
@@ -690,6 +672,22 @@ export class Trainer {
   dispose(): void {
     this.opt.dispose();
   }
+}
+
+/** Router statistics of no micro-batch yet (E experts). */
+function zeroStats(E: number): RouterStats {
+  return { routedPerExpert: Array(E).fill(0), tokensPerExpert: Array(E).fill(0), dropRate: 0, max1OverMax2: 0, max2OverMax3: 0, entropy: 0, capacity: null };
+}
+
+/** Add one micro-batch's router statistics into the step's: counts summed, rates as their share of the step's mean. */
+function addStats(acc: RouterStats, s: RouterStats, accum: number): void {
+  s.routedPerExpert.forEach((v, e) => (acc.routedPerExpert[e]! += v));
+  s.tokensPerExpert.forEach((v, e) => (acc.tokensPerExpert[e]! += v));
+  acc.dropRate += s.dropRate / accum;
+  acc.max1OverMax2 += s.max1OverMax2 / accum;
+  acc.max2OverMax3 += s.max2OverMax3 / accum;
+  acc.entropy += s.entropy / accum;
+  acc.capacity = s.capacity;
 }
 
 /** Losses and router statistics of each rank's micro-batches, summed over the group (each is already a share of the step's mean). */
