@@ -1,5 +1,9 @@
 /** Shared test helpers: the backends every op test runs on, comparisons, finite differences. */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before } from 'node:test';
 import type { Backend } from '../src/backend/backend.js';
 import { createBackend } from '../src/backend/index.js';
 import { JsBackend } from '../src/backend/js/index.js';
@@ -112,4 +116,20 @@ export function assertCloseToScale(actual: ArrayLike<number>, expected: ArrayLik
     }
   }
   if (worst >= 0) assert.fail(`${what}: mismatch at ${worst}: ${actual[worst]} vs ${expected[worst]}, error ${(worstErr / scale).toExponential(2)} of the scale ${scale.toExponential(3)} (tolerance ${tol})`);
+}
+
+/**
+ * A work directory for a test file, with SKYMOE_CACHE pointed into it while its tests run (the
+ * token cache of training runs); removed, and the variable restored, after them.
+ */
+export function tempRoot(prefix: string): string {
+  const root = mkdtempSync(join(tmpdir(), prefix));
+  const oldCache = process.env.SKYMOE_CACHE;
+  before(() => (process.env.SKYMOE_CACHE = join(root, 'cache')));
+  after(() => {
+    rmSync(root, { recursive: true, force: true });
+    if (oldCache === undefined) delete process.env.SKYMOE_CACHE;
+    else process.env.SKYMOE_CACHE = oldCache;
+  });
+  return root;
 }

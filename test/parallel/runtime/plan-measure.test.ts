@@ -6,21 +6,13 @@
  * and the control traffic (setup, metric sums, the stop agreement, the checkpoint) is counted apart.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { runPlan } from '../../../src/cli/plan.js';
 import { checkTraffic, type TrafficCheck } from '../../../src/parallel/traffic-check.js';
+import { tempRoot } from '../../helpers.js';
 
-const root = mkdtempSync(join(tmpdir(), 'skymoe-measure-test-'));
-const oldCache = process.env.SKYMOE_CACHE;
-before(() => (process.env.SKYMOE_CACHE = join(root, 'cache')));
-after(() => {
-  rmSync(root, { recursive: true, force: true });
-  if (oldCache === undefined) delete process.env.SKYMOE_CACHE;
-  else process.env.SKYMOE_CACHE = oldCache;
-});
+const root = tempRoot('skymoe-measure-test-');
 
 const measure = (layout: string, zero?: number) => checkTraffic({ layout, zero, steps: 2, batch: 2, seq: 32, backend: 'js' });
 

@@ -7,10 +7,9 @@
  * a run's checkpoints resume across layouts as if never stopped.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { createJsBackend } from '../../../src/backend/js/index.js';
 import { openSafetensors } from '../../../src/io/index.js';
 import { saveModel } from '../../../src/io/hf.js';
@@ -20,15 +19,9 @@ import { setBackend } from '../../../src/tensor/index.js';
 import { type RankTrainResult, type TrainLayout, parseTrainLayout, trainDataParallel } from '../../../src/train/parallel-train.js';
 import { applyOverrides, DEFAULT_TRAIN, resumeRun, type RunSource, startRun } from '../../../src/train/run.js';
 import type { TrainOptions } from '../../../src/train/trainer.js';
+import { tempRoot } from '../../helpers.js';
 
-const root = mkdtempSync(join(tmpdir(), 'skymoe-dp-'));
-const oldCache = process.env.SKYMOE_CACHE;
-before(() => (process.env.SKYMOE_CACHE = join(root, 'cache')));
-after(() => {
-  rmSync(root, { recursive: true, force: true });
-  if (oldCache === undefined) delete process.env.SKYMOE_CACHE;
-  else process.env.SKYMOE_CACHE = oldCache;
-});
+const root = tempRoot('skymoe-dp-');
 
 // a constant schedule (after warmup) does not depend on the total steps, so a run of 5 resumed to 10 is a run of 10
 const OPTIONS = (steps: number): TrainOptions => applyOverrides(DEFAULT_TRAIN, { steps, batch: 2, seq: 32, accum: 4, warmup: 3, schedule: 'constant', evalEvery: 5, evalBatches: 2, saveEvery: 5, keep: 3 });
